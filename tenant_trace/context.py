@@ -1,0 +1,153 @@
+"""The current tenant: a private ContextVar behind a few verbs.
+
+The value lives in a `contextvars.ContextVar`, so it follows asyncio tasks and
+`contextvars.copy_context()` and never leaks between concurrent requests. Every `set` made
+by tenant-trace is paired with a `reset` in a `finally` of the same frame.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from contextvars import ContextVar, Token
+from typing import NamedTuple
+
+from .errors import InvalidTenantError
+
+__all__ = [
+    "Tenant",
+    "get_current_tenant",
+    "get_tenant_source",
+    "set_tenant",
+    "set_tenant_pattern",
+    "tenant_context",
+    "validate_tenant_id",
+]
+
+MAX_TENANT_LENGTH = 255
+# Control characters, invisible format characters (bidi overrides, zero-width), surrogates
+# and line/paragraph separators: all can forge or hide text in logs and dashboards.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+class Tenant(NamedTuple):
+    """A validated tenant id and where it came from (``header``, ``jwt``, ``manual`` ...)."""
+
+    id: str
+    source: str
+
+
+_current: ContextVar[Tenant | None] = ContextVar("tenant_trace.tenant", default=None)
+_pattern: re.Pattern[str] | None = None
+
+
+def set_tenant_pattern(pattern: str | re.Pattern[str] | None) -> None:
+    """Require every tenant id to match `pattern` in full (``None`` removes the rule)."""
+    global _pattern
+    _pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+
+
+def validate_tenant_id(value: object, pattern: re.Pattern[str] | None = None) -> str:
+    """Return `value` if it is a valid tenant id, else raise `InvalidTenantError`.
+
+    A valid id is a string of 1 to 255 characters with no control or invisible formatting
+    characters and no surrounding whitespace that matches the configured pattern, if any.
+    The error message never repeats the value: it may be hostile, and it must not reach
+    telemetry.
+    """
+    if not isinstance(value, str):
+        raise InvalidTenantError(f"tenant id must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidTenantError("tenant id is empty")
+    if len(value) > MAX_TENANT_LENGTH:
+        raise InvalidTenantError(f"tenant id is longer than {MAX_TENANT_LENGTH} characters")
+    if value.isascii():
+        if not value.isprintable():
+            raise InvalidTenantError("tenant id contains control characters")
+    elif any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value):
+        raise InvalidTenantError("tenant id contains control or invisible characters")
+    if value[0].isspace() or value[-1].isspace():
+        raise InvalidTenantError("tenant id has leading or trailing whitespace")
+    rule = pattern or _pattern
+    if rule is not None and not rule.fullmatch(value):
+        raise InvalidTenantError("tenant id does not match the configured pattern")
+    return value
+
+
+def set_tenant(tenant_id: str | None, *, source: str = "manual") -> None:
+    """Set the tenant of the current context; ``None`` clears it.
+
+    Prefer `tenant_context`, which restores the previous value; `set_tenant` is for code
+    that owns its context, such as a script or a worker's task.
+
+    Raises:
+        InvalidTenantError: the id is not valid.
+    """
+    if tenant_id is None:
+        _current.set(None)
+    else:
+        _current.set(Tenant(validate_tenant_id(tenant_id), source))
+
+
+def get_current_tenant() -> str | None:
+    """The tenant id of the current context, or ``None`` when no tenant is set."""
+    tenant = _current.get()
+    return None if tenant is None else tenant.id
+
+
+def get_tenant_source() -> str | None:
+    """Where the current tenant came from (``header``, ``jwt``, ...), or ``None``."""
+    tenant = _current.get()
+    return None if tenant is None else tenant.source
+
+
+def current() -> Tenant | None:
+    """The current `Tenant` (id and source) or ``None``; for the library's own use."""
+    return _current.get()
+
+
+def attach(tenant: Tenant | None) -> Token[Tenant | None]:
+    """Make `tenant` current without validation; pair with `detach` in a ``finally``."""
+    return _current.set(tenant)
+
+
+def detach(token: Token[Tenant | None]) -> None:
+    """Undo the `attach` that returned `token`."""
+    _current.reset(token)
+
+
+def tenant_context(tenant_id: str | None, *, source: str = "manual") -> _TenantContext:
+    """A with-block (sync or async) in which `tenant_id` is current; the previous value
+    comes back on exit. ``None`` runs the block with no tenant.
+
+    Raises:
+        InvalidTenantError: the id is not valid (raised at once, before the block runs).
+    """
+    tenant = None if tenant_id is None else Tenant(validate_tenant_id(tenant_id), source)
+    return _TenantContext(tenant)
+
+
+class _TenantContext:
+    """Both a sync and an async context manager; each use sets and resets once."""
+
+    __slots__ = ("_tenant", "_tokens")
+
+    def __init__(self, tenant: Tenant | None) -> None:
+        self._tenant = tenant
+        self._tokens: list[Token[Tenant | None]] = []
+
+    def __repr__(self) -> str:
+        return f"tenant_context({self._tenant.id if self._tenant else None!r})"
+
+    def __enter__(self) -> str | None:
+        self._tokens.append(_current.set(self._tenant))
+        return None if self._tenant is None else self._tenant.id
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> str | None:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()

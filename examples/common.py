@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from examples.agent import run_agent
+
 JWT_SECRET = os.environ.get("EXAMPLE_JWT_SECRET", "example-secret-for-local-use-only-32b")
 BASE_DOMAIN = os.environ.get("EXAMPLE_BASE_DOMAIN", "example.com")
 
@@ -24,6 +26,29 @@ TENANT_OPTIONS: dict[str, Any] = {
 }
 
 
+CHAT_BODY_ERROR = {
+    "error": "invalid_body",
+    "detail": 'expected a JSON object {"message": string, "delay": number (optional)}',
+}
+
+
+def chat_body(body: object) -> tuple[str, float] | None:
+    """``(message, seconds to wait)`` from a /chat JSON body, or ``None`` when malformed.
+    The wait is kept within [0, MAX_DELAY] (NaN and negatives: 0)."""
+    if not isinstance(body, dict):
+        return None
+    message, delay = body.get("message"), body.get("delay", 0.0)
+    if (
+        not isinstance(message, str)
+        or isinstance(delay, bool)
+        or not isinstance(delay, (int, float))
+    ):
+        return None
+    return message, max(0.0, min(float(delay), MAX_DELAY))
+
+
 def answer(message: str, tenant: str | None) -> dict[str, Any]:
-    """The example's stand-in for an agent: echoes the message for the tenant."""
-    return {"tenant": tenant, "response": f"[{tenant}] you said: {message}"}
+    """The example's agent: a fake support agent run for the tenant (see examples/agent.py)."""
+    if tenant is None:
+        return {"tenant": None, "response": f"you said: {message}"}
+    return run_agent(message, tenant)

@@ -31,7 +31,7 @@ class Chat(BaseModel):
 
 @app.post("/chat")
 async def chat(body: Chat, tenant: str = Depends(require_tenant)) -> dict[str, Any]:
-    await asyncio.sleep(min(body.delay, MAX_DELAY))
+    await asyncio.sleep(max(0.0, min(body.delay, MAX_DELAY)))
     return answer(body.message, tenant_trace.get_current_tenant())
 
 

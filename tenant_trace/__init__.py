@@ -17,6 +17,7 @@ from .errors import (
     InvalidTenantError,
     MissingDependencyError,
     Rejection,
+    RunBudgetExceeded,
     TenantTraceError,
 )
 from .lifecycle import current_request
@@ -24,12 +25,24 @@ from .policy import TenantPolicy
 from .processor import TenantSpanProcessor
 from .request import RequestView
 from .resolvers import ChainResolver, HeaderResolver, PathResolver, SubdomainResolver, as_resolver
+from .rollup import RunBudget
 from .setup import init
+from .spans import (
+    GENAI_SEMCONV_VERSION,
+    current_step,
+    llm_call,
+    memory,
+    retrieval,
+    start_trace,
+    sub_agent,
+    tool_call,
+)
 from .tokens import JWTResolver
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GENAI_SEMCONV_VERSION",
     "ChainResolver",
     "ConfigurationError",
     "HeaderResolver",
@@ -38,6 +51,8 @@ __all__ = [
     "MissingDependencyError",
     "PathResolver",
     "Rejection",
+    "RunBudget",
+    "RunBudgetExceeded",
     "RequestView",
     "SubdomainResolver",
     "Tenant",
@@ -47,10 +62,17 @@ __all__ = [
     "__version__",
     "as_resolver",
     "current_request",
+    "current_step",
     "get_current_tenant",
     "get_tenant_source",
     "init",
+    "llm_call",
+    "memory",
+    "retrieval",
     "set_tenant",
+    "start_trace",
+    "sub_agent",
     "tenant_context",
+    "tool_call",
     "validate_tenant_id",
 ]

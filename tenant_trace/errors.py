@@ -6,6 +6,7 @@ The hierarchy::
     ├── InvalidTenantError (also ValueError)   a tenant id failed validation
     ├── ConfigurationError (also ValueError)   an option given to the library is wrong
     ├── Rejection                              a request must be refused (status + JSON body)
+    ├── RunBudgetExceeded                      an agent run crossed its budget
     └── MissingDependencyError (also ImportError) an optional extra is not installed
 
 A `Rejection` is the only exception the middleware turns into a response; every other
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidTenantError",
     "MissingDependencyError",
     "Rejection",
+    "RunBudgetExceeded",
     "TenantTraceError",
 ]
 
@@ -74,3 +76,13 @@ class Rejection(TenantTraceError):
     def response_headers(self) -> list[tuple[str, str]]:
         """Headers for the rejection response, content type included."""
         return [("content-type", "application/json"), *self.headers]
+
+
+class RunBudgetExceeded(TenantTraceError):
+    """A run crossed a limit of its `RunBudget` (LLM calls, tokens or wall time)."""
+
+    def __init__(self, limit: str, value: float, allowed: float) -> None:
+        super().__init__(f"run budget exceeded: {limit} {value:g} > {allowed:g}")
+        self.limit = limit
+        self.value = value
+        self.allowed = allowed

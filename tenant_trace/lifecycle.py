@@ -19,8 +19,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import rollup
 from .context import Tenant, attach, detach
 from .request import RequestView
+from .rollup import Totals
 
 __all__ = ["ActiveRequest", "RequestTracer", "current_request"]
 
@@ -102,20 +104,22 @@ class RequestTracer:
         return request
 
 
-_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"]]
+_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object]
 
 
 class ActiveRequest:
     """One request in flight: its tenant and root span (``None`` when tracing is off)."""
 
-    __slots__ = ("_context", "_tokens", "span", "tenant")
+    __slots__ = ("_context", "_recorded", "_tokens", "span", "tenant", "totals")
 
     def __init__(
         self, tenant: Tenant | None, span: trace.Span | None, context: otel_context.Context | None
     ) -> None:
         self.tenant = tenant
         self.span = span
+        self.totals = Totals(span)
         self._context = context
+        self._recorded: BaseException | None = None
         self._tokens: _Tokens | None = None
 
     def __repr__(self) -> str:
@@ -135,9 +139,11 @@ class ActiveRequest:
             self.span.set_status(Status(StatusCode.ERROR))
 
     def record_exception(self, exc: BaseException) -> None:
-        """Record an exception that escaped the application, with ERROR status."""
-        if self.span is None:
+        """Record an exception that escaped the application, with ERROR status (once, when
+        both a framework hook and the middleware see it)."""
+        if self.span is None or exc is self._recorded:
             return
+        self._recorded = exc
         try:
             self.span.record_exception(exc)
             self.span.set_attribute("error.type", type(exc).__qualname__)
@@ -158,6 +164,7 @@ class ActiveRequest:
         span, self.span = self.span, None
         if span is not None:
             try:
+                self.totals.close()
                 span.end()
             except Exception:
                 logger.debug("tenant_trace: could not end the request span", exc_info=True)
@@ -180,11 +187,12 @@ class ActiveRequest:
 
     def _attach(self) -> _Tokens:
         otel_token = None if self._context is None else otel_context.attach(self._context)
-        return attach(self.tenant), otel_token, _active.set(self)
+        return attach(self.tenant), otel_token, _active.set(self), rollup.enter(self.totals)
 
 
 def _reset(tokens: _Tokens) -> None:
-    tenant_token, otel_token, active_token = tokens
+    tenant_token, otel_token, active_token, totals_token = tokens
+    rollup.leave(totals_token)
     _active.reset(active_token)
     if otel_token is not None:
         otel_context.detach(otel_token)  # type: ignore[arg-type]

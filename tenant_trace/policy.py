@@ -71,6 +71,10 @@ class TenantPolicy:
             )
         except InvalidTenantError as exc:
             raise ConfigurationError(f"invalid default tenant: {exc}") from None
+        # A string is iterable: allowed="acme" would allow "a", "c", "m" and "e".
+        if isinstance(allowed, str) or isinstance(exclude_paths, str):
+            name = "allowed" if isinstance(allowed, str) else "exclude_paths"
+            raise ConfigurationError(f"{name} must be a collection, not a string")
         if allowed is None or callable(allowed):
             self._allowed = allowed
         else:
@@ -156,19 +160,23 @@ def build_policy(
     if resolver is not None:
         resolvers = resolver if isinstance(resolver, (list, tuple)) else [resolver]
         sources += [_load(r) for r in resolvers]
-    if header is not None:
-        sources.append(HeaderResolver(header))
-    if jwt is not None:
-        from .tokens import JWTResolver
+    try:  # a misspelt option (from a settings dict) is a TypeError here
+        if header is not None:
+            sources.append(HeaderResolver(header))
+        if jwt is not None:
+            from .tokens import JWTResolver
 
-        sources.append(JWTResolver(**jwt))
-    if subdomain is not None:
-        kwargs = dict(subdomain) if isinstance(subdomain, Mapping) else {"base_domains": subdomain}
-        sources.append(SubdomainResolver(**kwargs))
-    if path_prefix is not None:
-        sources.append(PathResolver(path_prefix))
-    chosen = None if not sources else sources[0] if len(sources) == 1 else ChainResolver(*sources)
-    try:
+            sources.append(JWTResolver(**jwt))
+        if subdomain is not None:
+            kwargs = (
+                dict(subdomain) if isinstance(subdomain, Mapping) else {"base_domains": subdomain}
+            )
+            sources.append(SubdomainResolver(**kwargs))
+        if path_prefix is not None:
+            sources.append(PathResolver(path_prefix))
+        chosen = (
+            None if not sources else sources[0] if len(sources) == 1 else ChainResolver(*sources)
+        )
         return TenantPolicy(chosen, **options)
     except TypeError as exc:
         raise ConfigurationError(f"invalid tenant-trace option: {exc}") from None

@@ -112,9 +112,11 @@ class SubdomainResolver(BaseResolver):
         if not domains:
             raise ConfigurationError("SubdomainResolver needs at least one base domain")
         try:
-            self._suffixes = tuple("." + normalize_domain(d) for d in domains)
+            suffixes = {"." + normalize_domain(d) for d in domains}
         except Rejection as exc:
             raise ConfigurationError(f"invalid base domain: {exc.detail}") from None
+        # Longest first: with example.com and eu.example.com, acme.eu.example.com is "acme".
+        self._suffixes = tuple(sorted(suffixes, key=len, reverse=True))
         self.trust_forwarded_host = trust_forwarded_host
         self.ignore = frozenset(ignore)
         self.source = source
@@ -130,7 +132,7 @@ class SubdomainResolver(BaseResolver):
         if len(set(hosts)) > 1:
             raise Rejection(400, "invalid_host", "Host header has more than one value")
         parsed = parse_host(hosts[0])
-        if parsed.is_ip:
+        if parsed.is_ip or "." + parsed.name in self._suffixes:
             return None
         for suffix in self._suffixes:
             if parsed.name.endswith(suffix):

@@ -80,7 +80,7 @@ class _KeySet:
             self._attempted_at = time.monotonic()
             try:
                 keys = self._client.get_signing_keys(refresh=True)
-            except jwt.PyJWKClientError as exc:
+            except Exception as exc:  # unreachable, or an answer that is not a usable key set
                 self._failed = True
                 logger.warning("tenant_trace: JWKS fetch from %s failed: %s", self.url, exc)
                 return
@@ -89,8 +89,8 @@ class _KeySet:
                 found.setdefault(None, keys[0].key)
             self._keys, self._fetched_at, self._failed = found, self._attempted_at, False
 
-    def key(self, kid: str | None) -> Any:
-        if self.needs_fetch(kid):
+    def key(self, kid: str | None, *, fetch: bool = True) -> Any:
+        if fetch and self.needs_fetch(kid):
             self.fetch(kid)
         key = self._keys.get(kid)
         if key is not None:
@@ -201,14 +201,19 @@ class JWTResolver(BaseResolver):
         token = self.token(view)
         if token is None:
             return None
-        if self._keys is not None and token not in self._cache:
+        checkable = 0 < len(token) <= self.max_token_length  # else _verify refuses it unread
+        if self._keys is not None and checkable and token not in self._cache:
             kid = _kid(token)
             if self._keys.needs_fetch(kid):
                 await asyncio.to_thread(self._keys.fetch, kid)
-        return self.verify(token)
+        # Never fetch here, on the loop, even if the cooldown has already run out again.
+        return self._verify(token, fetch=False)
 
     def verify(self, token: str) -> Tenant:
         """The tenant of a token, or a `Rejection` (401, or 503 when keys are unreachable)."""
+        return self._verify(token, fetch=True)
+
+    def _verify(self, token: str, *, fetch: bool) -> Tenant:
         hit = self._cache.get(token)
         if hit is not None:
             now = time.time()
@@ -222,7 +227,7 @@ class JWTResolver(BaseResolver):
             raise invalid_token("token is empty")
         if len(token) > self.max_token_length:
             raise invalid_token("token is too large")
-        key: Any = self._key if self._keys is None else self._keys.key(_kid(token))
+        key: Any = self._key if self._keys is None else self._keys.key(_kid(token), fetch=fetch)
         try:
             claims = jwt.decode(
                 token,
@@ -265,7 +270,14 @@ class JWTResolver(BaseResolver):
 
 
 def _number(value: Any, default: float) -> float:
-    return default if value is None else float(value)
+    """A date claim PyJWT has accepted, read as PyJWT reads it (whole seconds, any size)."""
+    if value is None:
+        return default
+    seconds = int(value)
+    try:
+        return float(seconds)
+    except OverflowError:  # exp = 10**400 is valid JSON and a valid (if odd) token
+        return math.inf if seconds > 0 else -math.inf
 
 
 def _kid(token: str) -> str | None:

@@ -37,7 +37,8 @@ async def _run(
     url: str, path: str, n: int, tenants: int, concurrency: int, max_delay: float
 ) -> list[Sent]:
     names = [f"tenant-{i:02d}" for i in range(tenants)]
-    limits = httpx.Limits(max_connections=concurrency)
+    # A fresh connection per request: no race with a server closing an idle keep-alive one.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     semaphore = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 

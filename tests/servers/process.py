@@ -31,8 +31,15 @@ class Server:
     spanfile: Path
     process: subprocess.Popen[bytes]
 
-    def spans(self) -> list[dict[str, Any]]:
-        return spanfile.read(str(self.spanfile))
+    def spans(self, roots: int = 0, timeout: float = 15) -> list[dict[str, Any]]:
+        """The spans exported so far, once at least `roots` ``agent.run`` spans are in: a
+        server ends a request's span just after the client has the whole response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            spans = spanfile.read(str(self.spanfile))
+            if sum(s["name"] == "agent.run" for s in spans) >= roots or time.monotonic() > deadline:
+                return spans
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -3,7 +3,8 @@
     python -m tests.servers.run uvicorn examples.fastapi_app:app PORT
     python -m tests.servers.run gunicorn examples.flask_app:app PORT
 
-The span file is named by TENANT_TRACE_TEST_SPANFILE.
+The span file is named by TENANT_TRACE_TEST_SPANFILE; TEST_GUNICORN_WORKERS (default 2) and
+TEST_GUNICORN_THREADS (default 8) size gunicorn.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     elif server == "gunicorn":
         here = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
         workers = os.environ.get("TEST_GUNICORN_WORKERS", "2")
+        threads = os.environ.get("TEST_GUNICORN_THREADS", "8")
         os.execvp(
             sys.executable,
             [
@@ -35,7 +37,7 @@ def main() -> None:
                 "-k",
                 "gthread",
                 "--threads",
-                "8",
+                threads,
                 "-w",
                 workers,
                 "-b",

@@ -1,0 +1,17 @@
+"""WSGI entry point of the Django example site; from the repository root,
+``gunicorn -k gthread --threads 8 examples.django_site.project.wsgi:application``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+import tenant_trace
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_site.project.settings")
+# Before Django loads: OTEL_* variables choose the exporter.
+tenant_trace.init(service_name="example-django")
+
+application = get_wsgi_application()

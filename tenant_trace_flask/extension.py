@@ -1,0 +1,146 @@
+"""The Flask extension: ``TenantTrace(app)``, or ``TenantTrace()`` and later ``init_app(app)``.
+
+The core WSGI middleware wraps ``app.wsgi_app`` and does all the work: it resolves the
+tenant, keeps it in context for the whole request (views, error handlers, teardown, every
+chunk of a streamed body) and owns the root span. This module adds only Flask's
+conventions: options from ``app.config["TENANT_TRACE_*"]``, state in
+``app.extensions["tenant_trace"]``, ``g.tenant_id``, the URL rule as ``http.route``, a
+`Rejection` raised by a view answered like the middleware's own, and an exception that Flask
+turns into a 500 recorded on the span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenant_trace.context import get_current_tenant
+from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
+from tenant_trace.lifecycle import current_request
+from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+
+try:
+    from flask import Flask, Response, g, got_request_exception, request, request_started
+except ImportError:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError("flask", "flask") from None
+
+__all__ = ["CONFIG_PREFIX", "EXTENSION_KEY", "OPTIONS", "TenantTrace", "require_tenant"]
+
+EXTENSION_KEY = "tenant_trace"
+CONFIG_PREFIX = "TENANT_TRACE_"
+#: The options of the core middleware and of its policy; each one is also read from
+#: ``app.config["TENANT_TRACE_<NAME>"]`` (``TENANT_TRACE_EXCLUDE_PATHS`` ...).
+OPTIONS = (
+    "policy",
+    "resolver",
+    "header",
+    "jwt",
+    "subdomain",
+    "path_prefix",
+    "required",
+    "default",
+    "allowed",
+    "pattern",
+    "exclude_paths",
+    "tracer_provider",
+    "tracing",
+)
+
+
+class TenantTrace:
+    """Per-tenant tracing for a Flask application.
+
+    Each option is taken, in this order, from the keyword arguments, from
+    ``app.config["TENANT_TRACE_<OPTION>"]`` (``TENANT_TRACE_HEADER``, ``TENANT_TRACE_JWT``,
+    ``TENANT_TRACE_REQUIRED`` ...), or from the core's defaults (the ``X-Tenant-ID`` header,
+    tenant required). One `TenantTrace` may serve several applications: it keeps no app, and
+    each app's middleware lives in ``app.extensions["tenant_trace"]``.
+
+    Wrap ``app.wsgi_app`` with middleware that must see the request first (``ProxyFix``)
+    after calling `init_app`, so that it runs outside this one.
+
+    Args:
+        app: the application; or call `init_app` later (application factories).
+        **options: the options of `tenant_trace.wsgi.TenantTraceWSGIMiddleware` and of
+            `tenant_trace.policy.build_policy`: ``header=``, ``jwt=``, ``subdomain=``,
+            ``path_prefix=``, ``resolver=``, ``required=``, ``default=``, ``allowed=``,
+            ``pattern=``, ``exclude_paths=``, ``policy=``, ``tracer_provider=``, ``tracing=``.
+
+    Raises:
+        ConfigurationError: an option is unknown.
+    """
+
+    __slots__ = ("_options",)
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigurationError(f"unknown tenant-trace option(s): {', '.join(unknown)}")
+        self._options = options
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"TenantTrace({', '.join(sorted(self._options))})"
+
+    def init_app(self, app: Flask) -> None:
+        """Install tenant-trace on `app`.
+
+        Raises:
+            ConfigurationError: an option or ``TENANT_TRACE_*`` setting is invalid, or
+                tenant-trace is already installed on `app`.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigurationError("tenant-trace is already installed on this app")
+        middleware = TenantTraceWSGIMiddleware(app.wsgi_app, **self.options_for(app))
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.extensions[EXTENSION_KEY] = middleware
+        app.register_error_handler(Rejection, _answer_rejection)
+        request_started.connect(_bind_request, app)
+        got_request_exception.connect(_record_handled_exception, app)
+
+    def options_for(self, app: Flask) -> dict[str, Any]:
+        """The options in effect for `app`: keyword arguments over ``app.config``."""
+        settings = {k for k in app.config if k.startswith(CONFIG_PREFIX)}
+        unknown = sorted(settings - {CONFIG_PREFIX + name.upper() for name in OPTIONS})
+        if unknown:
+            raise ConfigurationError(f"unknown tenant-trace setting(s): {', '.join(unknown)}")
+        options = {
+            name: app.config[CONFIG_PREFIX + name.upper()]
+            for name in OPTIONS
+            if CONFIG_PREFIX + name.upper() in settings
+        }
+        options.update(self._options)
+        return options
+
+
+def require_tenant() -> str:
+    """The tenant of the request; without one, a 401 `Rejection` that the extension answers
+    with the same status and JSON body as the middleware's own."""
+    tenant = get_current_tenant()
+    if tenant is None:
+        raise Rejection(401, "missing_tenant", "the request does not name a tenant")
+    return tenant
+
+
+def _answer_rejection(rejection: Rejection) -> Response:
+    return Response(rejection.body(), rejection.status, rejection.response_headers())
+
+
+def _bind_request(sender: Flask, **extra: Any) -> None:
+    # request_started comes before every before_request function, once the URL is matched.
+    g.tenant_id = get_current_tenant()
+    active = current_request()
+    if active is not None and request.url_rule is not None:
+        active.set_route(request.url_rule.rule)
+
+
+def _record_handled_exception(sender: Flask, exception: Exception, **extra: Any) -> None:
+    # An exception that propagates (PROPAGATE_EXCEPTIONS, or testing/debug by default)
+    # reaches the middleware, which records it; only one that Flask turns into its own 500
+    # response has to be recorded here, or the span would show it twice.
+    propagate = sender.config.get("PROPAGATE_EXCEPTIONS")
+    if propagate is None:
+        propagate = sender.testing or sender.debug
+    active = current_request()
+    if not propagate and active is not None:
+        active.record_exception(exception)

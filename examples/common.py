@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from examples.agent import run_agent
+from examples.agent import PRICES, run_agent
 
 JWT_SECRET = os.environ.get("EXAMPLE_JWT_SECRET", "example-secret-for-local-use-only-32b")
 BASE_DOMAIN = os.environ.get("EXAMPLE_BASE_DOMAIN", "example.com")
+
+# What every example passes to tenant_trace.init(): the agent's model prices, for the
+# estimated cost of each run.
+INIT_OPTIONS: dict[str, Any] = {"prices": PRICES}
 
 # /chat may be asked to wait (an agent "thinking"), so that concurrent requests interleave.
 MAX_DELAY = 0.1

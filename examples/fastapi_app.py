@@ -15,10 +15,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 import tenant_trace
-from examples.common import MAX_DELAY, TENANT_OPTIONS, answer
+from examples.common import INIT_OPTIONS, MAX_DELAY, TENANT_OPTIONS, answer
 from tenant_trace_fastapi import TenantTraceMiddleware, get_tenant, require_tenant
 
-tenant_trace.init(service_name="example-fastapi")
+tenant_trace.init(service_name="example-fastapi", **INIT_OPTIONS)
 
 app = FastAPI(title="tenant-trace FastAPI example")
 app.add_middleware(TenantTraceMiddleware, **TENANT_OPTIONS)

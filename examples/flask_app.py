@@ -15,10 +15,10 @@ from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 
 import tenant_trace
-from examples.common import CHAT_BODY_ERROR, TENANT_OPTIONS, answer, chat_body
+from examples.common import CHAT_BODY_ERROR, INIT_OPTIONS, TENANT_OPTIONS, answer, chat_body
 from tenant_trace_flask import TenantTrace, require_tenant
 
-tenant_trace.init(service_name="example-flask")
+tenant_trace.init(service_name="example-flask", **INIT_OPTIONS)
 
 app = Flask(__name__)
 app.config.from_prefixed_env()

@@ -12,12 +12,13 @@ import unicodedata
 from contextvars import ContextVar, Token
 from typing import NamedTuple
 
-from .errors import InvalidTenantError
+from .errors import InvalidTenantError, missing_tenant
 
 __all__ = [
     "Tenant",
     "get_current_tenant",
     "get_tenant_source",
+    "require_tenant",
     "set_tenant",
     "set_tenant_pattern",
     "tenant_context",
@@ -93,6 +94,15 @@ def get_current_tenant() -> str | None:
     """The tenant id of the current context, or ``None`` when no tenant is set."""
     tenant = _current.get()
     return None if tenant is None else tenant.id
+
+
+def require_tenant() -> str:
+    """The current tenant id; without one, a 401 `Rejection` (``missing_tenant``), which
+    every tenant-trace middleware answers with its usual JSON body."""
+    tenant = _current.get()
+    if tenant is None:
+        raise missing_tenant()
+    return tenant.id
 
 
 def get_tenant_source() -> str | None:

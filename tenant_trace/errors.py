@@ -24,6 +24,7 @@ __all__ = [
     "Rejection",
     "RunBudgetExceeded",
     "TenantTraceError",
+    "missing_tenant",
 ]
 
 
@@ -76,6 +77,11 @@ class Rejection(TenantTraceError):
     def response_headers(self) -> list[tuple[str, str]]:
         """Headers for the rejection response, content type included."""
         return [("content-type", "application/json"), *self.headers]
+
+
+def missing_tenant() -> Rejection:
+    """The 401 for a request that names no tenant where one is required."""
+    return Rejection(401, "missing_tenant", "the request does not name a tenant")
 
 
 class RunBudgetExceeded(TenantTraceError):

@@ -21,10 +21,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import rollup
 from .context import Tenant, attach, detach
+from .errors import ConfigurationError
 from .request import RequestView
 from .rollup import Totals
 
-__all__ = ["ActiveRequest", "RequestTracer", "current_request"]
+__all__ = ["TRACER_OPTIONS", "ActiveRequest", "RequestTracer", "current_request"]
+
+#: The middleware options that are not policy options.
+TRACER_OPTIONS = ("tracer_provider", "tracing")
 
 logger = logging.getLogger("tenant_trace")
 
@@ -63,6 +67,8 @@ class RequestTracer:
     ) -> None:
         from . import __version__
 
+        if not isinstance(tracing, bool):
+            raise ConfigurationError("tracing must be True or False")
         self._tracer = trace.get_tracer("tenant_trace", __version__, tracer_provider)
         self.tracing = tracing
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .context import Tenant, validate_tenant_id
-from .errors import ConfigurationError, InvalidTenantError, Rejection
+from .errors import ConfigurationError, InvalidTenantError, Rejection, missing_tenant
 from .request import RequestView
 from .resolvers import (
     ChainResolver,
@@ -25,7 +25,22 @@ from .resolvers import (
     resolve_async,
 )
 
-__all__ = ["TenantPolicy", "build_policy"]
+__all__ = ["POLICY_OPTIONS", "TenantPolicy", "build_policy"]
+
+#: The keyword options of `build_policy`, as settings dicts and app config spell them.
+POLICY_OPTIONS = (
+    "policy",
+    "resolver",
+    "header",
+    "jwt",
+    "subdomain",
+    "path_prefix",
+    "required",
+    "default",
+    "allowed",
+    "pattern",
+    "exclude_paths",
+)
 
 logger = logging.getLogger("tenant_trace")
 
@@ -58,11 +73,20 @@ class TenantPolicy:
         pattern: str | re.Pattern[str] | None = None,
         exclude_paths: Iterable[str] = (),
     ) -> None:
-        self.resolver: Resolver = as_resolver(resolver) if resolver else HeaderResolver()
+        if resolver is not None and not callable(resolver):
+            raise ConfigurationError(
+                f"the resolver must be callable, not {type(resolver).__name__}"
+            )
+        self.resolver: Resolver = HeaderResolver() if resolver is None else as_resolver(resolver)
+        if required is not None and not isinstance(required, bool):
+            raise ConfigurationError("required must be True or False")
         if required and default is not None:
             raise ConfigurationError("a default tenant makes no sense when a tenant is required")
         self.required = default is None if required is None else required
-        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        try:
+            self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        except re.error as exc:
+            raise ConfigurationError(f"invalid tenant pattern: {exc}") from None
         try:
             self.default = (
                 None
@@ -111,7 +135,7 @@ class TenantPolicy:
     def _decide(self, found: Tenant | None) -> Tenant | None:
         if found is None:
             if self.required:
-                raise Rejection(401, "missing_tenant", "the request does not name a tenant")
+                raise missing_tenant()
             return self.default
         if self.pattern is not None and not self.pattern.fullmatch(found.id):
             raise Rejection(400, "invalid_tenant", "tenant id does not match the required pattern")
@@ -188,6 +212,9 @@ def _load(resolver: object) -> Any:
         return resolver
     module, _, name = resolver.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
+        loaded = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigurationError(f"cannot import the resolver {resolver!r}: {exc}") from None
+    if not callable(loaded):
+        raise ConfigurationError(f"the resolver {resolver!r} is not callable")
+    return loaded

@@ -118,7 +118,7 @@ class SubdomainResolver(BaseResolver):
         # Longest first: with example.com and eu.example.com, acme.eu.example.com is "acme".
         self._suffixes = tuple(sorted(suffixes, key=len, reverse=True))
         self.trust_forwarded_host = trust_forwarded_host
-        self.ignore = frozenset(ignore)
+        self.ignore = frozenset(label.lower() for label in ignore)
         self.source = source
 
     def __repr__(self) -> str:

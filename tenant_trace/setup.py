@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from .config import settings
 from .context import set_tenant_pattern
 from .errors import ConfigurationError, MissingDependencyError
 from .processor import TenantSpanProcessor
@@ -32,6 +33,10 @@ def init(
     protocol: str | None = None,
     sampler: Sampler | None = None,
     tenant_pattern: str | None = None,
+    capture_content: bool | None = None,
+    max_content_length: int | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    auto_instrument: bool = False,
 ) -> TracerProvider:
     """Configure tracing so every span carries its tenant; safe to call more than once.
 
@@ -48,6 +53,13 @@ def init(
             default: ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``.
         sampler: default: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``.
         tenant_pattern: a regular expression every tenant id must match in full.
+        capture_content: record prompts, completions, queries and tool data on spans
+            (truncated, redacted); default off, or ``TENANT_TRACE_CAPTURE_CONTENT``.
+        max_content_length: captured text is truncated to this (default 500 characters).
+        prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0)}`` (input,
+            output), for the estimated cost rolled up on each run.
+        auto_instrument: switch on the installed OpenTelemetry instrumentations of LLM and
+            HTTP clients (openai, anthropic, httpx, requests); the log says which.
 
     Returns:
         The SDK `TracerProvider` in use.
@@ -55,9 +67,23 @@ def init(
     with _lock:
         if tenant_pattern is not None:
             set_tenant_pattern(tenant_pattern)
+        if capture_content is not None:
+            settings.capture_content = capture_content
+        if max_content_length is not None:
+            settings.max_content_length = max_content_length
+        if prices is not None:
+            settings.prices = dict(prices)
+        if auto_instrument:
+            from .instrument import auto_instrument as instrument_clients
+
+            instrument_clients()
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             if getattr(current, _MARK, False):
+                if exporter is not None or sampler is not None or service_name is not None:
+                    logger.warning(
+                        "tenant_trace: init() ran before; its tracing options are ignored"
+                    )
                 return current
             provider = current
             exporters = (

@@ -14,28 +14,12 @@ from typing import Any
 from django.conf import settings
 
 from tenant_trace.errors import ConfigurationError
-from tenant_trace.lifecycle import RequestTracer
-from tenant_trace.policy import TenantPolicy, build_policy
+from tenant_trace.lifecycle import TRACER_OPTIONS, RequestTracer
+from tenant_trace.policy import POLICY_OPTIONS, TenantPolicy, build_policy
 
-__all__ = ["MIDDLEWARE_OPTIONS", "OPTIONS", "POLICY_OPTIONS", "Settings", "build", "conf", "parse"]
+__all__ = ["OPTIONS", "Settings", "build", "conf", "parse"]
 
-POLICY_OPTIONS = frozenset(
-    {
-        "policy",
-        "resolver",
-        "header",
-        "jwt",
-        "subdomain",
-        "path_prefix",
-        "required",
-        "default",
-        "allowed",
-        "pattern",
-        "exclude_paths",
-    }
-)
-MIDDLEWARE_OPTIONS = frozenset({"tracing", "tracer_provider"})
-OPTIONS = POLICY_OPTIONS | MIDDLEWARE_OPTIONS
+OPTIONS = frozenset(POLICY_OPTIONS + TRACER_OPTIONS)
 
 
 class Settings:
@@ -82,15 +66,6 @@ def build(options: Mapping[str, Any]) -> tuple[TenantPolicy, RequestTracer]:
     Raises:
         ConfigurationError: the options do not describe a valid policy.
     """
-    tracing = options.get("tracing", True)
-    if not isinstance(tracing, bool):
-        raise ConfigurationError("the tracing option must be True or False")
-    try:
-        policy = build_policy(**{k: v for k, v in options.items() if k in POLICY_OPTIONS})
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        # Arguments that a resolver itself refuses (``jwt={"keys": ...}``, a bad pattern).
-        raise ConfigurationError(f"{type(exc).__name__}: {exc}") from None
-    tracer = RequestTracer(tracer_provider=options.get("tracer_provider"), tracing=tracing)
+    policy = build_policy(**{k: v for k, v in options.items() if k in POLICY_OPTIONS})
+    tracer = RequestTracer(**{k: v for k, v in options.items() if k in TRACER_OPTIONS})
     return policy, tracer

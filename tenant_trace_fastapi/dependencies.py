@@ -1,9 +1,12 @@
-"""FastAPI dependencies: ``Depends(get_tenant)`` and ``Depends(require_tenant)``."""
+"""FastAPI dependencies: ``Depends(get_tenant)`` and ``Depends(require_tenant)``.
+
+`require_tenant` raises a 401 `tenant_trace.Rejection` for a request without a tenant,
+which the middleware answers with the same JSON body as every other rejection.
+"""
 
 from __future__ import annotations
 
-from tenant_trace import get_current_tenant
-from tenant_trace.errors import Rejection
+from tenant_trace.context import get_current_tenant, require_tenant
 
 __all__ = ["get_tenant", "require_tenant"]
 
@@ -11,12 +14,3 @@ __all__ = ["get_tenant", "require_tenant"]
 def get_tenant() -> str | None:
     """The tenant of the request, or ``None`` when it has none."""
     return get_current_tenant()
-
-
-def require_tenant() -> str:
-    """The tenant of the request; a request without one is answered 401 by the middleware,
-    with the same JSON body as every other rejection."""
-    tenant = get_current_tenant()
-    if tenant is None:
-        raise Rejection(401, "missing_tenant", "the request does not name a tenant")
-    return tenant

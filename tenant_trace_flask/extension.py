@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenant_trace.context import get_current_tenant
+from tenant_trace.context import get_current_tenant, require_tenant
 from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
-from tenant_trace.lifecycle import current_request
+from tenant_trace.lifecycle import TRACER_OPTIONS, current_request
+from tenant_trace.policy import POLICY_OPTIONS
 from tenant_trace.wsgi import TenantTraceWSGIMiddleware
 
 try:
@@ -29,21 +30,7 @@ EXTENSION_KEY = "tenant_trace"
 CONFIG_PREFIX = "TENANT_TRACE_"
 #: The options of the core middleware and of its policy; each one is also read from
 #: ``app.config["TENANT_TRACE_<NAME>"]`` (``TENANT_TRACE_EXCLUDE_PATHS`` ...).
-OPTIONS = (
-    "policy",
-    "resolver",
-    "header",
-    "jwt",
-    "subdomain",
-    "path_prefix",
-    "required",
-    "default",
-    "allowed",
-    "pattern",
-    "exclude_paths",
-    "tracer_provider",
-    "tracing",
-)
+OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
 
 
 class TenantTrace:
@@ -111,15 +98,6 @@ class TenantTrace:
         }
         options.update(self._options)
         return options
-
-
-def require_tenant() -> str:
-    """The tenant of the request; without one, a 401 `Rejection` that the extension answers
-    with the same status and JSON body as the middleware's own."""
-    tenant = get_current_tenant()
-    if tenant is None:
-        raise Rejection(401, "missing_tenant", "the request does not name a tenant")
-    return tenant
 
 
 def _answer_rejection(rejection: Rejection) -> Response:

@@ -483,3 +483,18 @@ def test_cost_from_the_price_table(spans: Spans) -> None:
     assert [attrs(s)["tenant_trace.cost_usd"] for s in spans.named("chat priced")] == [0.007, 0.007]
     assert "tenant_trace.cost_usd" not in attrs(spans.one("chat unpriced"))
     assert attrs(spans.one("invoke_agent agent"))["tenant_trace.run.cost_usd"] == 0.014
+
+
+def test_init_sets_the_agent_options(spans: Spans) -> None:
+    """init() (again: it is idempotent for tracing) sets capture, length and prices."""
+    saved = (settings.capture_content, settings.max_content_length, settings.prices)
+    try:
+        tenant_trace.init(capture_content=True, max_content_length=10, prices={"m": (1.0, 1.0)})
+        with tenant_trace.llm_call("m") as llm:
+            llm.record_prompt("a long prompt that will be cut")
+            llm.record_usage(500_000, 500_000)
+    finally:
+        settings.capture_content, settings.max_content_length, settings.prices = saved
+    span = spans.one("chat m")
+    assert attrs(span)["gen_ai.input.messages"] == "a long pro…"
+    assert attrs(span)["tenant_trace.cost_usd"] == 1.0

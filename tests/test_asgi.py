@@ -427,3 +427,9 @@ async def test_context_is_reset_in_the_callers_task(spans: Spans, outcome: str) 
     assert tenant_trace.get_current_tenant() is None
     assert current_request() is None
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_tracing_option_must_be_a_boolean() -> None:
+    """A truthy string such as "false" from a config file is refused, not read as True."""
+    with pytest.raises(tenant_trace.ConfigurationError, match="tracing"):
+        TenantTraceASGIMiddleware(whoami, tracing="false")  # type: ignore[arg-type]

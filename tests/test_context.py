@@ -10,13 +10,14 @@ import pytest
 
 from tenant_trace import (
     InvalidTenantError,
+    Rejection,
     get_current_tenant,
     get_tenant_source,
     set_tenant,
     tenant_context,
     validate_tenant_id,
 )
-from tenant_trace.context import set_tenant_pattern
+from tenant_trace.context import require_tenant, set_tenant_pattern
 
 
 @pytest.fixture
@@ -272,3 +273,12 @@ def test_an_explicit_pattern_overrides_none() -> None:
     assert validate_tenant_id("org_42", rule) == "org_42"
     with pytest.raises(InvalidTenantError):
         validate_tenant_id("org_x", rule)
+
+
+def test_require_tenant_returns_the_tenant_or_refuses_with_401() -> None:
+    """require_tenant gives the current id, or the 401 Rejection every middleware answers."""
+    with pytest.raises(Rejection) as refused:
+        require_tenant()
+    assert (refused.value.status, refused.value.code) == (401, "missing_tenant")
+    with tenant_context("acme"):
+        assert require_tenant() == "acme"

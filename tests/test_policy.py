@@ -97,6 +97,9 @@ def test_a_bad_token_never_falls_back_to_the_default() -> None:
         pytest.param({"default": "ANON", "pattern": "[a-z]+"}, "pattern", id="default-vs-pattern"),
         pytest.param({"allowed": "acme"}, "allowed", id="allowed-as-a-string"),
         pytest.param({"exclude_paths": "/health"}, "exclude_paths", id="paths-as-a-string"),
+        pytest.param({"required": "False"}, "required", id="required-as-a-string"),
+        pytest.param({"pattern": "("}, "pattern", id="bad-regex"),
+        pytest.param({"resolver": 42}, "callable", id="resolver-not-callable"),
     ],
 )
 def test_contradictory_options_are_configuration_errors(
@@ -256,6 +259,8 @@ def test_build_policy_resolver(resolver: object) -> None:
         pytest.param({"subdomain": {"base_domain": "example.com"}}, id="misspelt-subdomain"),
         pytest.param({"subdomain": "example.com/x"}, id="bad-base-domain"),
         pytest.param({"path_prefix": "t"}, id="bad-prefix"),
+        pytest.param({"resolver": "tests.test_policy.SECRET"}, id="dotted-path-not-callable"),
+        pytest.param({"tracing": "off"}, id="unknown-option-tracing"),
     ],
 )  # fmt: skip
 def test_build_policy_configuration_errors(kwargs: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 import tenant_trace
+from examples.common import INIT_OPTIONS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_site.project.settings")
 # Before Django loads: OTEL_* variables choose the exporter.
-tenant_trace.init(service_name="example-django")
+tenant_trace.init(service_name="example-django", **INIT_OPTIONS)
 
 application = get_asgi_application()

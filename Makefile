@@ -1,17 +1,24 @@
-# make demo   set up and run the demo
-# make test   set up, then lint, type-check and run the test suite
+# make demo   set up what the demo needs and run it
+# make test   set up everything, then lint, type-check and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: setup test lint demo clean
 
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install -q -e ".[all]" --group dev
+	touch $@
+
+# The demo needs only the FastAPI extra, uvicorn and httpx: a quick first run.
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[fastapi]" uvicorn httpx
 	touch $@
 
 lint: setup
@@ -22,8 +29,8 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
-demo: setup
+demo: $(VENV)/.demo
 	$(BIN)/python -m examples.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tenant-trace

@@ -1,89 +1,137 @@
-"""The demo: three tenants call the FastAPI example; their spans are printed per tenant.
+"""The demo: from "tenant-b is failing" to tenant-b's failing run, with no backend at all.
 
     make demo        (or: python -m examples.demo)
 
-Requests name their tenant by header, by a signed JWT and by subdomain; a conflicting and a
-malformed request are refused with JSON errors. Every span the requests produced is then
-printed as a tree, grouped by the tenant stamped on it.
+It starts the FastAPI example agent app under uvicorn, with spans going to the embedded
+local store (a SQLite file), and sends traffic from three tenants. tenant-b's
+``get_account_data`` tool returns 48-hour-old cached data on a share of its runs, so its
+freshness check fails. Then it prints what the ``tenant-trace`` command shows: the per-tenant
+table, the alerts (tenant-b only), and one of tenant-b's failing runs as a span tree.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections import defaultdict
+from pathlib import Path
 
-import jwt
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import httpx
 
-exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)  # the example's tenant_trace.init() adds to this provider
+from tenant_trace.cli import main as tenant_trace_cli
+from tenant_trace.store import SpanStore
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from examples.common import JWT_SECRET  # noqa: E402
-from examples.fastapi_app import app  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / ".tenant-trace" / "demo.sqlite3"
+TENANTS = ("tenant-a", "tenant-b", "tenant-c")
+RUNS_PER_TENANT = 40
 
 
-def token(tenant: str) -> str:
-    return jwt.encode({"tenant_id": tenant, "exp": time.time() + 60}, JWT_SECRET, "HS256")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-REQUESTS = [
-    ("header X-Tenant-ID: acme", {"X-Tenant-ID": "acme"}),
-    ("Bearer JWT with tenant_id=globex", {"Authorization": f"Bearer {token('globex')}"}),
-    ("Host: initech.example.com", {"Host": "initech.example.com"}),
-    (
-        "header acme + JWT globex (conflict)",
-        {"X-Tenant-ID": "acme", "Authorization": f"Bearer {token('globex')}"},
-    ),
-    ("header with a line break", {"X-Tenant-ID": "evil\r\nSet-Cookie: x"}),
-    ("no tenant at all", {}),
-]
-
-
-def print_tree(span: ReadableSpan, children: dict[int, list[ReadableSpan]], depth: int) -> None:
-    attributes = span.attributes or {}
-    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-    extra = {
-        k: v for k, v in attributes.items() if k in ("http.route", "http.response.status_code")
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TENANT_TRACE_DB": str(STORE),
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # export every 0.2 s, so the demo need not wait
+        "EXAMPLE_STALE_TENANT": "tenant-b",
+        "PYTHONPATH": str(ROOT),
     }
-    print(
-        f"    {'  ' * depth}{span.name:<28} {duration:7.2f} ms  tenant.id={attributes.get('tenant.id')}  {extra}"
-    )
-    for child in sorted(children[span.context.span_id], key=lambda s: s.start_time or 0):
-        print_tree(child, children, depth + 1)
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "examples.fastapi_app:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the example app did not start")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("the example app did not start in 30 s")
 
 
-def main() -> None:
-    client = TestClient(app)
-    print("tenant-trace demo: the FastAPI example app, three tenants and three bad requests\n")
-    for label, headers in REQUESTS:
-        response = client.post("/chat", json={"message": "hello"}, headers=headers)
-        print(f"  {label:<40} -> {response.status_code} {response.json()}")
-    spans = exporter.get_finished_spans()
-    children: dict[int, list[ReadableSpan]] = defaultdict(list)
-    ids = {s.context.span_id for s in spans}
-    roots_by_tenant: dict[str, list[ReadableSpan]] = defaultdict(list)
-    for span in spans:
-        if span.parent is not None and span.parent.span_id in ids:
-            children[span.parent.span_id].append(span)
-        else:
-            roots_by_tenant[str((span.attributes or {}).get("tenant.id", "(no tenant)"))].append(
-                span
+async def send_traffic(url: str) -> dict[str, int]:
+    """Each tenant asks RUNS_PER_TENANT questions, a few at a time; returns status counts."""
+    counts: dict[str, int] = {}
+    semaphore = asyncio.Semaphore(12)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def ask(tenant: str, i: int) -> None:
+            async with semaphore:
+                response = await client.post(
+                    "/chat",
+                    json={"message": f"Where is my order #{i}?", "delay": 0.01},
+                    headers={"X-Tenant-ID": tenant},
+                )
+            counts[f"{tenant} {response.status_code}"] = (
+                counts.get(f"{tenant} {response.status_code}", 0) + 1
             )
-    print(f"\n{len(spans)} spans, grouped by tenant:\n")
-    for tenant, roots in sorted(roots_by_tenant.items()):
-        print(f"  tenant {tenant}")
-        for root in roots:
-            print_tree(root, children, 0)
-        print()
-    provider.shutdown()
+
+        await asyncio.gather(*(ask(t, i) for i in range(RUNS_PER_TENANT) for t in TENANTS))
+    return counts
+
+
+def heading(text: str) -> None:
+    print(f"\n\033[1m$ {text}\033[0m", flush=True)
+
+
+def main() -> int:
+    STORE.parent.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{STORE}{suffix}").unlink(missing_ok=True)
+    port = free_port()
+    print(
+        f"Starting the FastAPI example agent app on 127.0.0.1:{port} (spans -> {STORE.relative_to(ROOT)})"
+    )
+    server = start_server(port)
+    try:
+        counts = asyncio.run(send_traffic(f"http://127.0.0.1:{port}"))
+        print("Sent", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    finally:
+        server.send_signal(signal.SIGINT)  # a graceful stop flushes the last spans
+        server.wait(timeout=30)
+
+    db = ["--db", str(STORE)]
+    heading("tenant-trace tenants")
+    tenant_trace_cli(["tenants", *db])
+    heading("tenant-trace alerts")
+    fired = tenant_trace_cli(["alerts", *db])
+    store = SpanStore(STORE)
+    failed = [run for run in store.runs(since_ns=0, tenant="tenant-b") if run["failed"]]
+    store.close()
+    if not failed:
+        print("tenant-b had no failing run this time.")
+        return 1
+    heading("tenant-trace traces --tenant tenant-b --failed --limit 5")
+    tenant_trace_cli(["traces", "--tenant", "tenant-b", "--failed", "--limit", "5", *db])
+    heading(f"tenant-trace show {failed[-1]['trace_id']}")
+    tenant_trace_cli(["show", failed[-1]["trace_id"], *db])
+    print(
+        "\nThe tree shows the root cause: get_account_data returned account data 48 hours old"
+        " (cache), its freshness check failed, and so did the run."
+    )
+    return 0 if fired == 1 else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,11 +21,24 @@ from .errors import (
     TenantTraceError,
 )
 from .lifecycle import current_request
+from .logs import TenantLogFilter, configure_logging
 from .policy import TenantPolicy
 from .processor import TenantSpanProcessor
+from .propagation import outbound_headers, propagate_httpx, propagate_requests
+from .redaction import Redactor
+from .redaction_export import RedactingSpanExporter
 from .request import RequestView
-from .resolvers import ChainResolver, HeaderResolver, PathResolver, SubdomainResolver, as_resolver
+from .resolvers import (
+    BaggageResolver,
+    ChainResolver,
+    HeaderResolver,
+    PathResolver,
+    SubdomainResolver,
+    TrustedHeaderResolver,
+    as_resolver,
+)
 from .rollup import RunBudget
+from .sampling import TenantSampler
 from .setup import init
 from .spans import (
     GENAI_SEMCONV_VERSION,
@@ -37,42 +50,57 @@ from .spans import (
     sub_agent,
     tool_call,
 )
+from .threads import ContextExecutor, carry_context, instrument_threads, uninstrument_threads
 from .tokens import JWTResolver
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
+    "BaggageResolver",
     "ChainResolver",
     "ConfigurationError",
+    "ContextExecutor",
     "HeaderResolver",
     "InvalidTenantError",
     "JWTResolver",
     "MissingDependencyError",
     "PathResolver",
+    "RedactingSpanExporter",
+    "Redactor",
     "Rejection",
     "RunBudget",
     "RunBudgetExceeded",
     "RequestView",
     "SubdomainResolver",
     "Tenant",
+    "TenantLogFilter",
     "TenantPolicy",
+    "TenantSampler",
     "TenantSpanProcessor",
     "TenantTraceError",
+    "TrustedHeaderResolver",
     "__version__",
     "as_resolver",
+    "carry_context",
+    "configure_logging",
     "current_request",
     "current_step",
     "get_current_tenant",
     "get_tenant_source",
     "init",
+    "instrument_threads",
     "llm_call",
     "memory",
+    "outbound_headers",
+    "propagate_httpx",
+    "propagate_requests",
     "retrieval",
     "set_tenant",
     "start_trace",
     "sub_agent",
     "tenant_context",
     "tool_call",
+    "uninstrument_threads",
     "validate_tenant_id",
 ]

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from . import metrics
 from .errors import Rejection
 from .lifecycle import RequestTracer, current_request
 from .policy import TenantPolicy, build_policy
@@ -110,6 +111,7 @@ def route_template(scope: Scope) -> str | None:
 
 async def _refuse(scope: Scope, send: Send, rejection: Rejection) -> None:
     """Answer with the rejection's status and JSON body (HTTP, or a websocket denial)."""
+    metrics.record_rejection(rejection.code)
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rejection.response_headers()]
     body = rejection.body()
     if scope["type"] == "http":

@@ -9,17 +9,18 @@ or the same `contextvars.Context` for WSGI), so every set is paired with its res
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import rollup
+from . import metrics
 from .context import Tenant, attach, detach
 from .errors import ConfigurationError
 from .request import RequestView
@@ -79,77 +80,106 @@ class RequestTracer:
         self, view: RequestView, tenant: Tenant | None, *, websocket: bool = False
     ) -> ActiveRequest:
         """Make `tenant` current and open the root span; pair with `ActiveRequest.end`."""
-        span = None
-        span_context = None
-        token = attach(tenant)  # first, so that the span processor sees the tenant
-        try:
-            if self.tracing:
-                parent = None
-                kind = SpanKind.INTERNAL
-                server_span = trace.get_current_span()
-                if not server_span.get_span_context().is_valid:
-                    parent = propagate.extract(view, getter=_GETTER)
-                    kind = SpanKind.SERVER
-                elif tenant is not None:
-                    # The HTTP server span of other instrumentation started before the tenant
-                    # was known: stamp it too, so that every span of the request has it.
-                    server_span.set_attributes(
-                        {"tenant.id": tenant.id, "tenant.source": tenant.source}
-                    )
-                attributes: dict[str, Any] = {"url.path": view.path}
-                if not websocket:
-                    attributes["http.request.method"] = view.method
-                span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes)
-                span_context = trace.set_span_in_context(span, parent)
-        except Exception:
-            logger.exception("tenant_trace: could not open the request span")
-        finally:
-            detach(token)
-        request = ActiveRequest(tenant, span, span_context)
-        request._tokens = request._attach()
+        request = ActiveRequest(tenant)
+        tenant_token = attach(tenant)  # first, so that the span processor sees the tenant
+        if self.tracing:
+            try:
+                request.span, request._context = self._open(view, tenant, websocket)
+            except Exception:
+                logger.exception("tenant_trace: could not open the request span")
+        otel_token = None if request._context is None else otel_context.attach(request._context)
+        request._tokens = (tenant_token, otel_token, _active.set(request))
         return request
 
+    def _open(
+        self, view: RequestView, tenant: Tenant | None, websocket: bool
+    ) -> tuple[trace.Span, otel_context.Context]:
+        parent = None
+        server_span = trace.get_current_span()
+        if server_span.get_span_context().is_valid:
+            kind = SpanKind.INTERNAL
+            if tenant is not None:
+                # The HTTP server span of other instrumentation started before the tenant
+                # was known: stamp it too, so that every span of the request has it.
+                server_span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
+        else:
+            kind = SpanKind.SERVER
+            if view.get_all("traceparent") or view.get_all("baggage"):
+                parent = propagate.extract(view, getter=_GETTER)
+                # A client-sent tenant in baggage is never trusted, nor passed on downstream.
+                if baggage.get_baggage("tenant.id", parent) is not None:
+                    parent = baggage.remove_baggage("tenant.id", parent)
+        attributes: dict[str, Any] = {"url.path": view.path}
+        if not websocket:
+            attributes["http.request.method"] = view.method
+        if tenant is not None:  # given here, the span processor has nothing left to add
+            attributes["tenant.id"] = tenant.id
+            attributes["tenant.source"] = tenant.source
+        span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes)
+        return span, trace.set_span_in_context(span, parent)
 
-_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object]
+
+_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"]]
 
 
 class ActiveRequest:
     """One request in flight: its tenant and root span (``None`` when tracing is off)."""
 
-    __slots__ = ("_context", "_recorded", "_tokens", "span", "tenant", "totals")
+    __slots__ = (
+        "_context",
+        "_recorded",
+        "_route",
+        "_started",
+        "_status",
+        "_tokens",
+        "_totals",
+        "span",
+        "tenant",
+    )
 
-    def __init__(
-        self, tenant: Tenant | None, span: trace.Span | None, context: otel_context.Context | None
-    ) -> None:
+    def __init__(self, tenant: Tenant | None) -> None:
         self.tenant = tenant
-        self.span = span
-        self.totals = Totals(span)
-        self._context = context
+        self.span: trace.Span | None = None
+        self._context: otel_context.Context | None = None
         self._recorded: BaseException | None = None
+        self._route: str | None = None
+        self._started: float | None = time.monotonic()
+        self._status: int | None = None
+        self._totals: Totals | None = None
         self._tokens: _Tokens | None = None
 
     def __repr__(self) -> str:
         return f"ActiveRequest(tenant={self.tenant and self.tenant.id!r})"
 
+    @property
+    def totals(self) -> Totals:
+        """The request's roll-up of agent steps (made when the first step counts)."""
+        if self._totals is None:
+            self._totals = Totals(self.span)
+        return self._totals
+
+    @property
+    def status_code(self) -> int | None:
+        """The response status, once the response started."""
+        return self._status
+
     def set_route(self, route: str | None) -> None:
         """Record the matched route template (``/items/{id}``)."""
-        if route and self.span is not None:
-            self.span.set_attribute("http.route", route)
+        if route:
+            self._route = route
 
     def set_status_code(self, status: int) -> None:
         """Record the response status; 5xx marks the span as an error."""
-        if self.span is None:
-            return
-        self.span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            self.span.set_status(Status(StatusCode.ERROR))
+        self._status = status
 
     def record_exception(self, exc: BaseException) -> None:
         """Record an exception that escaped the application, with ERROR status (once, when
         both a framework hook and the middleware see it)."""
-        if self.span is None or exc is self._recorded:
+        if exc is self._recorded:
             return
         self._recorded = exc
+        if self.span is None:
+            return
         try:
             self.span.record_exception(exc)
             self.span.set_attribute("error.type", type(exc).__qualname__)
@@ -167,13 +197,29 @@ class ActiveRequest:
     def finish(self) -> None:
         """End the span only (once): for a response that streams after the middleware
         returned, the adapter detaches first and finishes after the last chunk."""
+        started, self._started = self._started, None
+        if started is not None:  # once, with or without a span
+            totals = self._totals
+            failure = totals.failure if totals is not None else None
+            metrics.record_request(self.tenant, started, failure, self._recorded, self._status)
         span, self.span = self.span, None
-        if span is not None:
-            try:
-                self.totals.close()
-                span.end()
-            except Exception:
-                logger.debug("tenant_trace: could not end the request span", exc_info=True)
+        if span is None:
+            return
+        try:
+            attributes: dict[str, Any] = {}
+            if self._status is not None:
+                attributes["http.response.status_code"] = self._status
+                if self._status >= 500 and self._recorded is None:
+                    span.set_status(Status(StatusCode.ERROR))
+            if self._route is not None:
+                attributes["http.route"] = self._route
+            if attributes:
+                span.set_attributes(attributes)
+            if self._totals is not None:
+                self._totals.close()
+            span.end()
+        except Exception:
+            logger.debug("tenant_trace: could not end the request span", exc_info=True)
 
     def detach(self) -> None:
         """Reset the context set by `RequestTracer.start` (once, in the same context)."""
@@ -185,20 +231,16 @@ class ActiveRequest:
     def activated(self) -> Iterator[None]:
         """Make this request's tenant and span current again, for work that runs after the
         middleware returned (a streamed body iterated by the server)."""
-        tokens = self._attach()
+        otel_token = None if self._context is None else otel_context.attach(self._context)
+        tokens = (attach(self.tenant), otel_token, _active.set(self))
         try:
             yield
         finally:
             _reset(tokens)
 
-    def _attach(self) -> _Tokens:
-        otel_token = None if self._context is None else otel_context.attach(self._context)
-        return attach(self.tenant), otel_token, _active.set(self), rollup.enter(self.totals)
-
 
 def _reset(tokens: _Tokens) -> None:
-    tenant_token, otel_token, active_token, totals_token = tokens
-    rollup.leave(totals_token)
+    tenant_token, otel_token, active_token = tokens
     _active.reset(active_token)
     if otel_token is not None:
         otel_context.detach(otel_token)  # type: ignore[arg-type]

@@ -16,11 +16,13 @@ from .context import Tenant, validate_tenant_id
 from .errors import ConfigurationError, InvalidTenantError, Rejection, missing_tenant
 from .request import RequestView
 from .resolvers import (
+    BaggageResolver,
     ChainResolver,
     HeaderResolver,
     PathResolver,
     Resolver,
     SubdomainResolver,
+    TrustedHeaderResolver,
     as_resolver,
     resolve_async,
 )
@@ -35,6 +37,8 @@ POLICY_OPTIONS = (
     "jwt",
     "subdomain",
     "path_prefix",
+    "trusted_internal_header",
+    "baggage_key",
     "required",
     "default",
     "allowed",
@@ -159,12 +163,15 @@ def build_policy(
     jwt: Mapping[str, Any] | None = None,
     subdomain: str | Sequence[str] | Mapping[str, Any] | None = None,
     path_prefix: str | None = None,
+    trusted_internal_header: str | None = None,
+    baggage_key: str | None = None,
     **options: Any,
 ) -> TenantPolicy:
     """A `TenantPolicy` from keyword options, as the middleware and settings take them.
 
-    The sources named (`header`, `jwt`, `subdomain`, `path_prefix`, `resolver`) are chained,
-    so requests whose sources disagree are refused; with none, the ``X-Tenant-ID`` header.
+    The sources named (`header`, `jwt`, `subdomain`, `path_prefix`, `trusted_internal_header`,
+    `baggage_key`, `resolver`) are chained, so requests whose sources disagree are refused;
+    with none, the ``X-Tenant-ID`` header.
 
     Args:
         policy: a ready policy; then no other option may be given.
@@ -173,11 +180,15 @@ def build_policy(
         jwt: `JWTResolver` keyword arguments.
         subdomain: base domain(s), or `SubdomainResolver` keyword arguments.
         path_prefix: the `PathResolver` prefix (``"/t/"``).
+        trusted_internal_header: the internal header your own services send the tenant in
+            (`TrustedHeaderResolver`); only on services that clients cannot reach directly.
+        baggage_key: the W3C baggage entry to read the tenant from (`BaggageResolver`);
+            off by default, since any client can send baggage.
         **options: the other `TenantPolicy` arguments.
     """
     if policy is not None:
-        given = (resolver, header, jwt, subdomain, path_prefix)
-        if options or any(g is not None for g in given):
+        given = (resolver, header, jwt, subdomain, path_prefix, trusted_internal_header)
+        if options or baggage_key is not None or any(g is not None for g in given):
             raise ConfigurationError("give either policy= or policy options, not both")
         return policy
     sources: list[Any] = []
@@ -198,6 +209,10 @@ def build_policy(
             sources.append(SubdomainResolver(**kwargs))
         if path_prefix is not None:
             sources.append(PathResolver(path_prefix))
+        if trusted_internal_header is not None:
+            sources.append(TrustedHeaderResolver(trusted_internal_header))
+        if baggage_key is not None:
+            sources.append(BaggageResolver(baggage_key))
         chosen = (
             None if not sources else sources[0] if len(sources) == 1 else ChainResolver(*sources)
         )

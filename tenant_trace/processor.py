@@ -25,7 +25,7 @@ class TenantSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             tenant = current()
-            if tenant is not None:
+            if tenant is not None and (span.attributes or {}).get("tenant.id") != tenant.id:
                 span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
         except Exception:
             logger.debug("tenant_trace: could not stamp the tenant on a span", exc_info=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
+from urllib.parse import unquote
 
 from .context import Tenant, validate_tenant_id
 from .errors import ConfigurationError, InvalidTenantError, Rejection
@@ -18,12 +19,14 @@ from .hosts import normalize_domain, parse_host
 from .request import RequestView
 
 __all__ = [
+    "BaggageResolver",
     "BaseResolver",
     "ChainResolver",
     "HeaderResolver",
     "PathResolver",
     "Resolver",
     "SubdomainResolver",
+    "TrustedHeaderResolver",
     "as_resolver",
     "resolve_async",
 ]
@@ -81,6 +84,63 @@ class HeaderResolver(BaseResolver):
                 )
             values = list(parts)
         return checked_tenant(values[0], self.source, f"{self.name} header")
+
+
+class TrustedHeaderResolver(HeaderResolver):
+    """The tenant from the internal header your own services send one another (default
+    ``X-Internal-Tenant-ID``, source ``internal``), as `tenant_trace.propagate_httpx` and
+    `propagate_requests` write it with ``tenant_header=...``.
+
+    Configure it only on a service that clients cannot reach directly, or behind a gateway
+    that strips the header: anywhere else a client could name any tenant. A service without
+    it ignores the header.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str = "X-Internal-Tenant-ID", *, source: str = "internal") -> None:
+        super().__init__(name, source=source)
+
+    def __repr__(self) -> str:
+        return f"TrustedHeaderResolver({self.name!r})"
+
+
+class BaggageResolver(BaseResolver):
+    """The tenant from an entry of the W3C ``baggage`` header (default ``tenant.id``).
+
+    Off unless configured: baggage travels through every hop, so any client or proxy on the
+    way can set it. Use it only where every caller is a service you trust to set it. Repeated
+    entries with different values are a 400, never "first wins".
+    """
+
+    __slots__ = ("key", "source")
+
+    def __init__(self, key: str = "tenant.id", *, source: str = "baggage") -> None:
+        if not key or any(c in key for c in " ,;=\t"):
+            raise ConfigurationError(f"invalid baggage key {key!r}")
+        self.key = key
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"BaggageResolver({self.key!r})"
+
+    def __call__(self, view: RequestView) -> Tenant | None:
+        found = set()
+        for header in view.get_all("baggage"):
+            for member in header.split(","):
+                name, sep, value = member.partition(";")[0].partition("=")
+                if sep and name.strip() == self.key:
+                    try:
+                        found.add(unquote(value.strip(), errors="strict"))
+                    except UnicodeDecodeError:
+                        raise Rejection(
+                            400, "invalid_tenant", f"baggage {self.key}: not UTF-8"
+                        ) from None
+        if not found:
+            return None
+        if len(found) > 1:
+            raise Rejection(400, "duplicate_header", f"baggage has more than one {self.key}")
+        return checked_tenant(found.pop(), self.source, f"baggage {self.key}")
 
 
 class SubdomainResolver(BaseResolver):

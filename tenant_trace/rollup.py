@@ -16,6 +16,9 @@ from .errors import RunBudgetExceeded
 __all__ = ["RunBudget", "Totals", "current_totals"]
 
 _current: ContextVar[Totals | None] = ContextVar("tenant_trace.run", default=None)
+# One lock for every run's counters: updates are a few additions, contention is negligible,
+# and a request that records nothing creates no lock.
+_lock = threading.Lock()
 
 
 def current_totals() -> Totals | None:
@@ -46,7 +49,6 @@ class Totals:
     """What one run used; thread-safe, since a run's steps may run in several threads."""
 
     __slots__ = (
-        "_lock",
         "budget",
         "cost",
         "exceeded",
@@ -73,7 +75,6 @@ class Totals:
         self.cost = 0.0
         self.exceeded: tuple[str, float, float] | None = None
         self.failure: str | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -89,7 +90,7 @@ class Totals:
 
     def add_llm(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
         for totals in self.chain():
-            with totals._lock:
+            with _lock:
                 totals.input_tokens += input_tokens
                 totals.output_tokens += output_tokens
                 totals.cost += cost or 0.0
@@ -97,13 +98,13 @@ class Totals:
 
     def count_llm_call(self) -> None:
         for totals in self.chain():
-            with totals._lock:
+            with _lock:
                 totals.llm_calls += 1
             totals._check_limits()
 
     def add_tool(self, *, failed: bool) -> None:
         for totals in self.chain():
-            with totals._lock:
+            with _lock:
                 totals.tool_calls += 1
                 totals.tool_errors += failed
 

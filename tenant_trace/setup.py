@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -16,7 +17,12 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from .config import settings
 from .context import set_tenant_pattern
 from .errors import ConfigurationError, MissingDependencyError
+from .metrics import install as install_metrics
 from .processor import TenantSpanProcessor
+from .redaction import Redactor, configure_redaction
+from .redaction_export import RedactingSpanExporter
+from .sampling import ENV as SAMPLING_ENV
+from .sampling import TenantSampler
 
 __all__ = ["build_exporters", "init"]
 
@@ -32,11 +38,18 @@ def init(
     endpoint: str | None = None,
     protocol: str | None = None,
     sampler: Sampler | None = None,
+    metrics: str | MetricReader | Sequence[MetricReader] | None = None,
+    metrics_port: int | None = None,
+    max_metric_tenants: int | None = None,
+    metric_tenants: Iterable[str] | None = None,
     tenant_pattern: str | None = None,
     capture_content: bool | None = None,
     max_content_length: int | None = None,
+    redact: bool | Redactor = True,
     prices: Mapping[str, tuple[float, float]] | None = None,
     auto_instrument: bool = False,
+    json_logs: bool = False,
+    instrument_threads: bool = True,
 ) -> TracerProvider:
     """Configure tracing so every span carries its tenant; safe to call more than once.
 
@@ -51,15 +64,35 @@ def init(
         endpoint: the OTLP endpoint; default: ``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT``.
         protocol: ``"http/protobuf"`` or ``"grpc"``;
             default: ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``.
-        sampler: default: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``.
+        sampler: e.g. a `TenantSampler` (per-tenant ratios); default: the one
+            ``TENANT_TRACE_SAMPLING`` describes, else ``OTEL_TRACES_SAMPLER[_ARG]``.
+        metrics: where the per-tenant metrics go: ``"prometheus"`` (a scrape endpoint;
+            ``pip install 'tenant-trace[prometheus]'``), ``"otlp"``, ``"console"``,
+            ``"none"``, a `MetricReader`, or several; default: ``OTEL_METRICS_EXPORTER``,
+            else OTLP when an OTLP endpoint is set. A `MeterProvider` the application
+            installed is kept.
+        metrics_port: the Prometheus endpoint's port; default: ``OTEL_EXPORTER_PROMETHEUS_PORT``,
+            else 9464 (host: ``OTEL_EXPORTER_PROMETHEUS_HOST``, default ``localhost``).
+        max_metric_tenants: distinct tenant ids on metrics per process (default 1000);
+            the others are recorded as ``__other__``.
+        metric_tenants: tenant ids always kept on metrics, beyond `max_metric_tenants`.
         tenant_pattern: a regular expression every tenant id must match in full.
         capture_content: record prompts, completions, queries and tool data on spans
             (truncated, redacted); default off, or ``TENANT_TRACE_CAPTURE_CONTENT``.
         max_content_length: captured text is truncated to this (default 500 characters).
+        redact: ``True`` (default): captured text and log lines go through a default
+            `Redactor` (``settings.redact``), and every exporter built here is wrapped in a
+            `RedactingSpanExporter`; a `Redactor`: the same with yours; ``False``: neither.
+            Exporters you added to your own provider are left as they are.
         prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0)}`` (input,
             output), for the estimated cost rolled up on each run.
         auto_instrument: switch on the installed OpenTelemetry instrumentations of LLM and
             HTTP clients (openai, anthropic, httpx, requests); the log says which.
+        json_logs: write JSON log lines with tenant, trace, span and agent ids on stderr
+            (`tenant_trace.configure_logging()` with its defaults).
+        instrument_threads: make `ThreadPoolExecutor.submit` (so `loop.run_in_executor`)
+            and `threading.Thread` carry the caller's tenant and span into the thread
+            (`tenant_trace.instrument_threads()`); ``False`` leaves them alone.
 
     Returns:
         The SDK `TracerProvider` in use.
@@ -71,12 +104,30 @@ def init(
             settings.capture_content = capture_content
         if max_content_length is not None:
             settings.max_content_length = max_content_length
+        redactor = configure_redaction(redact)
         if prices is not None:
             settings.prices = dict(prices)
+        if json_logs:
+            from .logs import configure_logging
+
+            configure_logging()
+        if instrument_threads:
+            from .threads import instrument_threads as carry_into_threads
+
+            carry_into_threads()
         if auto_instrument:
             from .instrument import auto_instrument as instrument_clients
 
             instrument_clients()
+        install_metrics(
+            metrics,
+            service_name=service_name,
+            port=metrics_port,
+            endpoint=endpoint,
+            protocol=protocol,
+            max_tenants=max_metric_tenants,
+            always_kept=metric_tenants,
+        )
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             if getattr(current, _MARK, False):
@@ -86,24 +137,30 @@ def init(
                     )
                 return current
             provider = current
+            if sampler is not None or _env(SAMPLING_ENV):
+                logger.warning("tenant_trace: the application's TracerProvider keeps its sampler")
             exporters = (
                 build_exporters(exporter, endpoint, protocol) if exporter is not None else []
             )
         else:
             resource = Resource.create({SERVICE_NAME: service_name} if service_name else None)
+            sampler = sampler or TenantSampler.from_env()
             provider = TracerProvider(resource=resource, sampler=sampler)
             exporters = build_exporters(exporter, endpoint, protocol)
         provider.add_span_processor(TenantSpanProcessor())
         for span_exporter in exporters:
-            provider.add_span_processor(batch_processor(span_exporter))
+            provider.add_span_processor(batch_processor(span_exporter, redactor))
         setattr(provider, _MARK, True)
         if provider is not current:
             trace.set_tracer_provider(provider)
         return provider
 
 
-def batch_processor(exporter: SpanExporter) -> SpanProcessor:
-    """Export off the request path, with a bounded queue that drops rather than blocks."""
+def batch_processor(exporter: SpanExporter, redactor: Redactor | None = None) -> SpanProcessor:
+    """Export off the request path, with a bounded queue that drops rather than blocks;
+    with a `redactor`, spans are scrubbed on the export thread."""
+    if redactor is not None:
+        exporter = RedactingSpanExporter(exporter, redactor)
     return BatchSpanProcessor(exporter)
 
 
@@ -122,15 +179,22 @@ def build_exporters(
         or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
-    names = exporter or _env("OTEL_TRACES_EXPORTER") or ("otlp" if configured else "none")
+    # With no exporter and no endpoint configured, spans go to the embedded local store.
+    names = exporter or _env("OTEL_TRACES_EXPORTER") or ("otlp" if configured else "local")
     result: list[SpanExporter] = []
     for name in (n.strip().lower() for n in names.split(",")):
         if name == "console":
             result.append(ConsoleSpanExporter())
         elif name == "otlp":
             result.append(_otlp(endpoint, protocol))
+        elif name == "local":
+            from .store import SQLiteSpanExporter
+
+            result.append(SQLiteSpanExporter())
         elif name != "none":
-            raise ConfigurationError(f"unknown traces exporter {name!r} (console, otlp or none)")
+            raise ConfigurationError(
+                f"unknown traces exporter {name!r} (console, otlp, local or none)"
+            )
     return result
 
 

@@ -25,11 +25,20 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind
 
-from . import rollup
 from .context import Tenant, attach, current, detach, validate_tenant_id
 from .lifecycle import current_request
 from .rollup import RunBudget
-from .steps import TENANT_CARRIER_KEY, LLMCall, Memory, Retrieval, Run, Step, ToolCall, current_step
+from .steps import (
+    TENANT_CARRIER_KEY,
+    LLMCall,
+    Memory,
+    Retrieval,
+    Run,
+    Step,
+    ToolCall,
+    current_step,
+    run_totals,
+)
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
@@ -205,7 +214,7 @@ def _start_span(
     context: otel_context.Context | None = None,
     links: list[Link] | None = None,
 ) -> trace.Span:
-    totals = rollup.current_totals()
+    totals = run_totals()
     if totals is not None:
         totals.before_step()
     attrs = {k: v for k, v in attributes.items() if v is not None}
@@ -237,7 +246,7 @@ def llm_call(
             **attributes,
         }
         name = f"{operation} {model}" if model else operation
-        return LLMCall(_start_span(name, LLMCall.span_kind, attrs), model)
+        return LLMCall(_start_span(name, LLMCall.span_kind, attrs), model, operation, provider)
 
     return _Spec(open_)
 
@@ -255,7 +264,7 @@ def tool_call(
             "gen_ai.tool.type": tool_type,
             **attributes,
         }
-        return ToolCall(_start_span(f"execute_tool {name}", ToolCall.span_kind, attrs))
+        return ToolCall(_start_span(f"execute_tool {name}", ToolCall.span_kind, attrs), name)
 
     return _Spec(open_)
 

@@ -13,16 +13,36 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import rollup
+from . import metrics, rollup
 from .config import settings
 from .context import Tenant, attach, current, detach
+from .lifecycle import current_request
 from .rollup import RunBudget, Totals
 
-__all__ = ["LLMCall", "Memory", "Retrieval", "Run", "Step", "ToolCall", "current_step"]
+__all__ = [
+    "LLMCall",
+    "Memory",
+    "Retrieval",
+    "Run",
+    "Step",
+    "ToolCall",
+    "current_step",
+    "run_totals",
+]
 
 TENANT_CARRIER_KEY = "x-tenant-id"
 
 _step: ContextVar[Step | None] = ContextVar("tenant_trace.step", default=None)
+
+
+def run_totals() -> Totals | None:
+    """The totals a step counts toward: the innermost run's, else the request's."""
+    totals = rollup.current_totals()
+    if totals is None:
+        request = current_request()
+        if request is not None:
+            totals = request.totals
+    return totals
 
 
 def current_step() -> Step | None:
@@ -38,7 +58,7 @@ class Step:
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
-        self.totals = rollup.current_totals()
+        self.totals = run_totals()
         self._tokens: tuple[object, object] | None = None
 
     def __repr__(self) -> str:
@@ -88,12 +108,24 @@ class Step:
 class LLMCall(Step):
     """An LLM call (`llm_call`): usage, response model, finish reasons, captured text."""
 
-    __slots__ = ("_model", "_started", "_usage_recorded")
+    __slots__ = ("_call", "_model", "_started", "_usage_recorded")
     span_kind = SpanKind.CLIENT
 
-    def __init__(self, span: trace.Span, model: str | None) -> None:
+    def __init__(
+        self,
+        span: trace.Span,
+        model: str | None,
+        operation: str = "chat",
+        provider: str | None = None,
+    ) -> None:
         super().__init__(span)
         self._model = model
+        # What the metrics of this call are recorded with (GenAI metric conventions).
+        self._call = {"gen_ai.operation.name": operation}
+        if provider:
+            self._call["gen_ai.provider.name"] = provider
+        if model:
+            self._call["gen_ai.request.model"] = model
         self._started = time.monotonic()
         self._usage_recorded = False
         if self.totals is not None:
@@ -110,6 +142,7 @@ class LLMCall(Step):
             self.span.set_attribute("tenant_trace.cost_usd", round(cost, 6))
         if self.totals is not None:
             self.totals.add_llm(input_tokens, output_tokens, cost)
+        metrics.record_tokens(self._call, input_tokens, output_tokens)
 
     def set_response(
         self,
@@ -163,15 +196,21 @@ class LLMCall(Step):
             "gen_ai.response.time_to_first_chunk", time.monotonic() - self._started
         )
 
+    def _close(self, exc: BaseException | None) -> None:
+        metrics.record_llm_call(self._call, time.monotonic() - self._started, exc)
+        super()._close(exc)
+
 
 class ToolCall(Step):
     """A tool call (`tool_call`): an exception or `fail` marks it as an error."""
 
-    __slots__ = ("_failed",)
+    __slots__ = ("_failed", "_name")
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: trace.Span, name: str | None = None) -> None:
         super().__init__(span)
         self._failed = False
+        # The tool name for metrics; a span that is not recording has no name to read it from.
+        self._name = name or getattr(span, "name", "").removeprefix("execute_tool ") or "_OTHER"
 
     def fail(self, reason: str | None = None, *, error_type: str = "ToolError") -> None:
         """Mark the tool call failed (a stale, empty or refused result) with a reason."""
@@ -191,6 +230,7 @@ class ToolCall(Step):
         failed = self._failed or (exc is not None and not isinstance(exc, GeneratorExit))
         if self.totals is not None:
             self.totals.add_tool(failed=failed)
+        metrics.record_tool_call(self._name, failed)
         super()._close(exc)
 
 
@@ -276,3 +316,5 @@ class Run(Step):
             self._on_error(exc)
         self.own.close()
         self.span.end()
+        if self.totals is None:  # a run outside any request or run is measured on its own
+            metrics.record_run(self._tenant or current(), self.own.started, self.own.failure)

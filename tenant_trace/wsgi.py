@@ -13,6 +13,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from . import metrics
 from .errors import Rejection
 from .lifecycle import ActiveRequest, RequestTracer, current_request
 from .policy import TenantPolicy, build_policy
@@ -56,6 +57,7 @@ class TenantTraceWSGIMiddleware:
         try:
             tenant = self.policy.resolve(view)
         except Rejection as rejection:
+            metrics.record_rejection(rejection.code)
             reason = _REASONS.get(rejection.status, "Error")
             start_response(f"{rejection.status} {reason}", rejection.response_headers())
             return [rejection.body()]

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from tenant_trace import metrics
 from tenant_trace.context import get_current_tenant
 from tenant_trace.errors import ConfigurationError, Rejection
 from tenant_trace.lifecycle import ActiveRequest, current_request
@@ -146,6 +147,7 @@ def request_view(request: HttpRequest) -> RequestView:
 
 def rejection_response(rejection: Rejection) -> HttpResponse:
     """The response to a `Rejection`: its status, headers and JSON body, byte for byte."""
+    metrics.record_rejection(rejection.code)
     return HttpResponse(
         rejection.body(), status=rejection.status, headers=dict(rejection.response_headers())
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenant_trace import metrics
 from tenant_trace.context import get_current_tenant, require_tenant
 from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
 from tenant_trace.lifecycle import TRACER_OPTIONS, current_request
@@ -101,6 +102,7 @@ class TenantTrace:
 
 
 def _answer_rejection(rejection: Rejection) -> Response:
+    metrics.record_rejection(rejection.code)
     return Response(rejection.body(), rejection.status, rejection.response_headers())
 
 

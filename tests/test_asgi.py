@@ -433,3 +433,15 @@ def test_tracing_option_must_be_a_boolean() -> None:
     """A truthy string such as "false" from a config file is refused, not read as True."""
     with pytest.raises(tenant_trace.ConfigurationError, match="tracing"):
         TenantTraceASGIMiddleware(whoami, tracing="false")  # type: ignore[arg-type]
+
+
+def test_client_baggage_tenant_is_dropped_before_the_app_sees_it() -> None:
+    """Other baggage entries go on to the app (and downstream); a client's tenant.id does not."""
+    from opentelemetry import baggage
+
+    async def show(request: Request) -> JSONResponse:
+        return JSONResponse(dict(baggage.get_all()))
+
+    app = Starlette(routes=[Route("/", show)], middleware=[Middleware(TenantTraceASGIMiddleware)])
+    headers = {"X-Tenant-ID": "acme", "baggage": "tenant.id=victim,region=eu"}
+    assert TestClient(app).get("/", headers=headers).json() == {"region": "eu"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Iterator
 
@@ -241,7 +242,9 @@ def test_threads_never_see_each_others_tenant() -> None:
             barrier.wait(timeout=5)
 
     with tenant_context("main"):
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        threads = [
+            threading.Thread(target=contextvars.Context().run, args=(worker, n)) for n in range(8)
+        ]
         for thread in threads:
             thread.start()
         barrier.wait(timeout=5)

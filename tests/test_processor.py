@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 
@@ -99,7 +100,7 @@ def test_a_thread_without_the_context_does_not_stamp_a_tenant(spans: Spans) -> N
             pass
 
     with tenant_context("acme"):
-        thread = threading.Thread(target=work)
+        thread = threading.Thread(target=contextvars.Context().run, args=(work,))
         thread.start()
         thread.join()
     assert "tenant.id" not in (spans.one("in-thread").attributes or {})

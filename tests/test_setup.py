@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +39,13 @@ def processors(provider):
 def tenant_processors(provider):
     return sum(isinstance(p, tenant_trace.TenantSpanProcessor) for p in processors(provider))
 
+def inner(batch):
+    # init() wraps the exporters it builds in a RedactingSpanExporter: name the one inside.
+    return getattr(batch._exporter, "exporter", batch._exporter)
+
 def exporters(provider):
     found = [getattr(p, "_batch_processor", None) for p in processors(provider)]
-    return [f"{type(b._exporter).__module__}.{type(b._exporter).__name__}" for b in found if b]
+    return [f"{type(inner(b)).__module__}.{type(inner(b)).__name__}" for b in found if b]
 
 def report(**values):
     print(json.dumps(values))
@@ -51,6 +56,8 @@ def run(code: str, **env: str) -> dict[str, Any]:
     """Run `code` after PRELUDE in a fresh interpreter with only the OTEL_* variables given;
     return what it passed to report()."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    # With nothing configured init() uses the local store: keep it out of the repository.
+    environment["TENANT_TRACE_DB"] = os.path.join(tempfile.mkdtemp(), "traces.sqlite3")
     environment.update(env)
     done = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
@@ -83,7 +90,7 @@ def test_init_twice_is_harmless() -> None:
     assert result["same"]
     assert result["is_global"]
     assert result["tenant_processors"] == 1
-    assert result["exporters"] == []
+    assert result["exporters"] == ["tenant_trace.store.SQLiteSpanExporter"]  # the first call's
 
 
 def test_the_applications_provider_is_kept_and_stamped() -> None:
@@ -165,7 +172,8 @@ OTLP = "opentelemetry.exporter.otlp.proto"
     ("env", "exporter", "endpoint"),
     [
         pytest.param({"OTEL_TRACES_EXPORTER": "none"}, None, None, id="none"),
-        pytest.param({}, None, None, id="nothing-configured"),
+        pytest.param({}, "tenant_trace.store.SQLiteSpanExporter", None,
+                     id="nothing-configured-means-the-local-store"),
         pytest.param(
             {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
             f"{OTLP}.grpc.trace_exporter.OTLPSpanExporter",
@@ -201,7 +209,7 @@ def test_otel_traces_exporter(env: dict[str, str], exporter: str | None, endpoin
                     if hasattr(p, "_batch_processor")] or [None]
         report(
             exporters=exporters(provider),
-            endpoint=batch and batch._exporter._endpoint,
+            endpoint=batch and getattr(inner(batch), "_endpoint", None),
             tenant_processors=tenant_processors(provider),
         )
         """,
@@ -268,9 +276,10 @@ OTEL_VARIABLES = (
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in OTEL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TENANT_TRACE_DB", str(tmp_path / "traces.sqlite3"))
     return monkeypatch
 
 
@@ -290,7 +299,7 @@ def names(exporters: list[SpanExporter]) -> list[str]:
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        pytest.param({}, [], id="nothing"),
+        pytest.param({}, ["local"], id="nothing-means-the-local-store"),
         pytest.param({"OTEL_TRACES_EXPORTER": "none"}, [], id="none"),
         pytest.param({"OTEL_TRACES_EXPORTER": " Console "}, ["console"], id="console"),
         pytest.param({"OTEL_TRACES_EXPORTER": "console,otlp"}, ["console", "http"],
@@ -316,6 +325,7 @@ def test_build_exporters_from_the_environment(
     built += build_exporters(None)
     short = {
         "opentelemetry.sdk.trace.export.ConsoleSpanExporter": "console",
+        "tenant_trace.store.SQLiteSpanExporter": "local",
         f"{OTLP}.http.trace_exporter.OTLPSpanExporter": "http",
         f"{OTLP}.grpc.trace_exporter.OTLPSpanExporter": "grpc",
     }

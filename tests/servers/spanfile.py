@@ -45,8 +45,11 @@ class JsonLinesExporter(SpanExporter):
 
 
 def install(path: str | None = None) -> None:
-    """Capture spans of this process into `path` (default: the env variable)."""
-    path = path or os.environ[ENV]
+    """Capture spans of this process into `path` (default: the env variable); with neither,
+    leave tracing to the app's own init() (a test of the local store, say)."""
+    path = path or os.environ.get(ENV)
+    if not path:
+        return
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
     trace.set_tracer_provider(provider)

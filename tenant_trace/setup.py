@@ -6,8 +6,10 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -156,12 +158,22 @@ def init(
         return provider
 
 
-def batch_processor(exporter: SpanExporter, redactor: Redactor | None = None) -> SpanProcessor:
-    """Export off the request path, with a bounded queue that drops rather than blocks;
-    with a `redactor`, spans are scrubbed on the export thread."""
+def batch_processor(
+    exporter: SpanExporter, redactor: Redactor | None = None, **options: Any
+) -> SpanProcessor:
+    """Export off the request path, with a bounded queue that drops rather than blocks (a
+    dead collector costs no request any time); with a `redactor`, spans are scrubbed on the
+    export thread. The SDK's own processor metrics are switched on (unless the application
+    set ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), so dropped spans are counted as
+    ``otel.sdk.processor.span.processed{error.type="queue_full"}``.
+
+    Args:
+        options: `BatchSpanProcessor` arguments (``max_queue_size=``, ``meter_provider=`` ...).
+    """
+    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
     if redactor is not None:
         exporter = RedactingSpanExporter(exporter, redactor)
-    return BatchSpanProcessor(exporter)
+    return BatchSpanProcessor(exporter, **options)
 
 
 def build_exporters(

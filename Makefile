@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: lint
 
 demo: $(VENV)/.demo
 	$(BIN)/python -m examples.demo
+
+# Overhead against the bare app and peers, real servers under wrk (Debian package), memory.
+bench: setup
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python -m pip install -q -e ".[all]" --group bench
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tenant-trace

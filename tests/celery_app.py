@@ -4,12 +4,14 @@ Workers run it through `tests.servers.worker`. ``TENANT_TRACE_TEST_BROKER`` is t
 (broker and result backend); ``TENANT_TRACE_TEST_PROBEFILE``, when set, receives one JSON line
 just before tenant-trace's handlers see each task and one just after, with what the worker
 thread's context holds then; ``TENANT_TRACE_TEST_INSTRUMENT_THREADS=0`` runs
-``init(instrument_threads=False)``, so the threads pool reuses each thread's own context.
+``init(instrument_threads=False)``, so the threads pool reuses each thread's own context;
+``TENANT_TRACE_TEST_LOGFILE``, when set, receives the JSON log lines of ``tests.log``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from typing import Any
@@ -26,6 +28,14 @@ tenant_trace.init(
     service_name="test-celery",
     instrument_threads=os.environ.get("TENANT_TRACE_TEST_INSTRUMENT_THREADS", "1") != "0",
 )
+
+if os.environ.get("TENANT_TRACE_TEST_LOGFILE"):
+    # Line-buffered appends: the lines of several worker processes never interleave.
+    tenant_trace.configure_logging(
+        stream=open(os.environ["TENANT_TRACE_TEST_LOGFILE"], "a", buffering=1),  # noqa: SIM115
+        logger=logging.getLogger("tests.tasks"),
+    )
+task_log = logging.getLogger("tests.tasks")
 
 BROKER = os.environ.get("TENANT_TRACE_TEST_BROKER", "redis://127.0.0.1:6379/0")
 app = Celery("tests.celery_app", broker=BROKER, backend=BROKER)
@@ -105,3 +115,10 @@ def sloppy(label: str) -> dict[str, Any]:
 def spawn(label: str) -> str:
     """Publishes a child task from inside a task: it inherits the tenant and the trace."""
     return str(whoami.delay(f"{label}-child").id)
+
+
+@app.task(name="tests.log")
+def log(label: str) -> dict[str, Any]:
+    """Writes one JSON log line and reports the span it ran under."""
+    task_log.warning("task %s ran", label, extra={"label": label})
+    return observed(label)

@@ -26,6 +26,7 @@ from tests.servers import spanfile
 from tests.servers.process import ROOT, free_port
 
 BROKER_ENV = "TENANT_TRACE_TEST_BROKER"
+LOG_ENV = "TENANT_TRACE_TEST_LOGFILE"
 PROBE_ENV = "TENANT_TRACE_TEST_PROBEFILE"
 READY_ENV = "TENANT_TRACE_TEST_READYFILE"
 
@@ -79,6 +80,7 @@ class Worker:
     spanfile: Path
     probefile: Path
     process: subprocess.Popen[bytes]
+    logfile: Path
 
     def spans(
         self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
@@ -93,6 +95,12 @@ class Worker:
         """The probe lines so far (see tests.celery_app), once `until(probes)` holds."""
         return _poll(lambda: spanfile.read(str(self.probefile)), until, timeout)
 
+    def logs(
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
+    ) -> list[dict[str, Any]]:
+        """The JSON log lines the tasks wrote (see tests.celery_app), once `until` holds."""
+        return _poll(lambda: spanfile.read(str(self.logfile)), until, timeout)
+
 
 @contextmanager
 def celery_worker(
@@ -100,9 +108,12 @@ def celery_worker(
 ) -> Iterator[Worker]:
     """A worker of tests.celery_app with `pool` (``prefork`` or ``threads``), 2 at a time."""
     name = f"{pool}-{free_port()}"
-    spans, probes, ready = (tmp_path / f"{kind}-{name}" for kind in ("spans", "probes", "ready"))
+    spans, probes, ready, logs = (
+        tmp_path / f"{kind}-{name}" for kind in ("spans", "probes", "ready", "logs")
+    )
     spans.touch()
     probes.touch()
+    logs.touch()
     full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -110,6 +121,7 @@ def celery_worker(
         spanfile.ENV: str(spans),
         BROKER_ENV: broker,
         PROBE_ENV: str(probes),
+        LOG_ENV: str(logs),
         READY_ENV: str(ready),
         **(env or {}),
     }
@@ -122,7 +134,7 @@ def celery_worker(
     )
     try:
         _wait(ready.exists, process, "celery worker", timeout=60)
-        yield Worker(broker, spans, probes, process)
+        yield Worker(broker, spans, probes, process, logs)
     finally:
         _stop(process)
 

@@ -96,7 +96,9 @@ def test_a_task_runs_in_the_publishers_tenant_under_a_child_span(
     ]
 
 
-def test_log_lines_in_tasks_carry_the_tasks_tenant_and_span(worker: Worker, publisher: Celery) -> None:
+def test_log_lines_in_tasks_carry_the_tasks_tenant_and_span(
+    worker: Worker, publisher: Celery
+) -> None:
     """A JSON log line written in a task names the task's tenant, and the trace and span
     (the task's celery.run span) that were current; one without a tenant names none."""
     labels = {"log-a": "acme", "log-b": "globex", "log-none": None}
@@ -115,7 +117,10 @@ def test_log_lines_in_tasks_carry_the_tasks_tenant_and_span(worker: Worker, publ
         assert line["message"] == f"task {label} ran"
         assert line["tenant_id"] == tenant
         assert (line["trace_id"], line["span_id"]) == (run["trace_id"], run["span_id"])
-        assert (seen[label]["trace_id"], seen[label]["span_id"]) == (run["trace_id"], run["span_id"])
+        assert (seen[label]["trace_id"], seen[label]["span_id"]) == (
+            run["trace_id"],
+            run["span_id"],
+        )
 
 
 def test_interleaved_tasks_each_see_only_their_own_tenant(

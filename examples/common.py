@@ -7,6 +7,7 @@ Bearer JWT signed (HS256) with ``EXAMPLE_JWT_SECRET``, or by its subdomain under
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -37,8 +38,13 @@ CHAT_BODY_ERROR = {
 
 
 def chat_body(body: object) -> tuple[str, float] | None:
-    """``(message, seconds to wait)`` from a /chat JSON body, or ``None`` when malformed.
-    The wait is kept within [0, MAX_DELAY] (NaN and negatives: 0)."""
+    """``(message, seconds to wait)`` from a /chat body (raw bytes or parsed JSON), or
+    ``None`` when malformed. The wait is kept within [0, MAX_DELAY] (NaN and negatives: 0)."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
     if not isinstance(body, dict):
         return None
     message, delay = body.get("message"), body.get("delay", 0.0)

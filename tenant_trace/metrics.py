@@ -28,7 +28,6 @@ raises into the application.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from opentelemetry import metrics as otel_metrics
 
 from .context import Tenant, current
 from .errors import ConfigurationError, MissingDependencyError
+from .otlp import env, otlp_exporter
 
 if TYPE_CHECKING:  # the SDK is imported by init() only, never on the recording path
     from opentelemetry.sdk.metrics.export import MetricReader
@@ -365,17 +365,17 @@ def build_metric_readers(
     if exporter is not None and not isinstance(exporter, str):
         return list(exporter)
     configured = (
-        endpoint
-        or _env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        endpoint or env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
-    names = exporter or _env("OTEL_METRICS_EXPORTER") or ("otlp" if configured else "none")
+    names = exporter or env("OTEL_METRICS_EXPORTER") or ("otlp" if configured else "none")
     readers: list[MetricReader] = []
     for name in (n.strip().lower() for n in names.split(",")):
         if name == "prometheus":
             readers.append(_prometheus(port))
         elif name == "otlp":
-            readers.append(PeriodicExportingMetricReader(_otlp(endpoint, protocol)))
+            readers.append(
+                PeriodicExportingMetricReader(otlp_exporter("metrics", endpoint, protocol))
+            )
         elif name == "console":
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         elif name != "none":
@@ -383,10 +383,6 @@ def build_metric_readers(
                 f"unknown metrics exporter {name!r} (prometheus, otlp, console or none)"
             )
     return readers
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name, "").strip() or None
 
 
 def _prometheus(port: int | None) -> MetricReader:
@@ -397,8 +393,8 @@ def _prometheus(port: int | None) -> MetricReader:
         from prometheus_client import start_http_server
     except ImportError:
         raise MissingDependencyError("opentelemetry-exporter-prometheus", "prometheus") from None
-    host = _env("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
-    raw = port if port is not None else _env("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464
+    host = env("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
+    raw = port if port is not None else env("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464
     try:
         number = int(raw)
     except ValueError:
@@ -411,31 +407,3 @@ def _prometheus(port: int | None) -> MetricReader:
         # serves its metrics, the others say so rather than fail to start.
         logger.warning("tenant_trace: no Prometheus endpoint on %s:%s (%s)", host, number, exc)
     return reader
-
-
-def _otlp(endpoint: str | None, protocol: str | None) -> Any:
-    """An OTLP metric exporter; without `endpoint` it reads the OTEL_* variables itself."""
-    protocol = (
-        protocol
-        or _env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                OTLPMetricExporter as Grpc,
-            )
-
-            return Grpc(endpoint=endpoint) if endpoint else Grpc()
-        if protocol in ("http/protobuf", "http"):
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter as Http,
-            )
-
-            if endpoint:
-                return Http(endpoint=endpoint.rstrip("/") + "/v1/metrics")
-            return Http()
-    except ImportError:
-        raise MissingDependencyError("opentelemetry-exporter-otlp", "otlp") from None
-    raise ConfigurationError(f"unknown OTLP protocol {protocol!r} (http/protobuf or grpc)")

@@ -18,8 +18,9 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from .config import settings
 from .context import set_tenant_pattern
-from .errors import ConfigurationError, MissingDependencyError
+from .errors import ConfigurationError
 from .metrics import install as install_metrics
+from .otlp import env, otlp_exporter
 from .processor import TenantSpanProcessor
 from .redaction import Redactor, configure_redaction
 from .redaction_export import RedactingSpanExporter
@@ -139,7 +140,7 @@ def init(
                     )
                 return current
             provider = current
-            if sampler is not None or _env(SAMPLING_ENV):
+            if sampler is not None or env(SAMPLING_ENV):
                 logger.warning("tenant_trace: the application's TracerProvider keeps its sampler")
             exporters = (
                 build_exporters(exporter, endpoint, protocol) if exporter is not None else []
@@ -187,18 +188,16 @@ def build_exporters(
     if exporter is not None and not isinstance(exporter, str):
         return list(exporter)
     configured = (
-        endpoint
-        or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     # With no exporter and no endpoint configured, spans go to the embedded local store.
-    names = exporter or _env("OTEL_TRACES_EXPORTER") or ("otlp" if configured else "local")
+    names = exporter or env("OTEL_TRACES_EXPORTER") or ("otlp" if configured else "local")
     result: list[SpanExporter] = []
     for name in (n.strip().lower() for n in names.split(",")):
         if name == "console":
             result.append(ConsoleSpanExporter())
         elif name == "otlp":
-            result.append(_otlp(endpoint, protocol))
+            result.append(otlp_exporter("traces", endpoint, protocol))
         elif name == "local":
             from .store import SQLiteSpanExporter
 
@@ -208,36 +207,3 @@ def build_exporters(
                 f"unknown traces exporter {name!r} (console, otlp, local or none)"
             )
     return result
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name, "").strip() or None
-
-
-def _otlp(endpoint: str | None, protocol: str | None) -> SpanExporter:
-    """An OTLP exporter; without an explicit `endpoint` it reads the OTEL_* variables itself."""
-    protocol = (
-        protocol
-        or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                OTLPSpanExporter as Grpc,
-            )
-
-            return Grpc(endpoint=endpoint) if endpoint else Grpc()
-        if protocol in ("http/protobuf", "http"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                OTLPSpanExporter as Http,
-            )
-
-            if endpoint:
-                # A base endpoint, as in OTEL_EXPORTER_OTLP_ENDPOINT: the signal path is added.
-                return Http(endpoint=endpoint.rstrip("/") + "/v1/traces")
-            return Http()
-    except ImportError:
-        raise MissingDependencyError("opentelemetry-exporter-otlp", "otlp") from None
-    raise ConfigurationError(f"unknown OTLP protocol {protocol!r} (http/protobuf or grpc)")

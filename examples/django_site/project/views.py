@@ -9,7 +9,6 @@ thread for sync views.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 
 from django.core.handlers.asgi import ASGIRequest
@@ -26,10 +25,7 @@ from tenant_trace_django import require_tenant
 @require_POST
 async def chat(request: HttpRequest) -> JsonResponse:
     require_tenant()
-    try:
-        body = chat_body(json.loads(request.body))
-    except ValueError:
-        body = None
+    body = chat_body(request.body)
     if body is None:
         return JsonResponse(CHAT_BODY_ERROR, status=422)
     message, wait = body

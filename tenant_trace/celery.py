@@ -28,10 +28,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from .context import Tenant, attach, detach, validate_tenant_id
 from .errors import ConfigurationError, InvalidTenantError, MissingDependencyError
+from .lifecycle import record_error
 from .propagation import inject
 from .steps import TENANT_CARRIER_KEY
 
@@ -195,12 +196,7 @@ def _on_failure(task_id: str, exception: BaseException | None = None, **_: Any) 
     running = _find(task_id)
     if running is None or exception is None:
         return
-    try:
-        running.span.record_exception(exception)
-        running.span.set_attribute("error.type", type(exception).__qualname__)
-        running.span.set_status(Status(StatusCode.ERROR, type(exception).__qualname__))
-    except Exception:
-        logger.debug("tenant_trace: could not record a task failure", exc_info=True)
+    record_error(running.span, exception)
 
 
 def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:

@@ -26,7 +26,13 @@ from .errors import ConfigurationError
 from .request import RequestView
 from .rollup import Totals
 
-__all__ = ["TRACER_OPTIONS", "ActiveRequest", "RequestTracer", "current_request"]
+__all__ = [
+    "TRACER_OPTIONS",
+    "ActiveRequest",
+    "RequestTracer",
+    "current_request",
+    "record_error",
+]
 
 #: The middleware options that are not policy options.
 TRACER_OPTIONS = ("tracer_provider", "tracing")
@@ -178,14 +184,8 @@ class ActiveRequest:
         if exc is self._recorded:
             return
         self._recorded = exc
-        if self.span is None:
-            return
-        try:
-            self.span.record_exception(exc)
-            self.span.set_attribute("error.type", type(exc).__qualname__)
-            self.span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
-        except Exception:
-            logger.debug("tenant_trace: could not record an exception", exc_info=True)
+        if self.span is not None:
+            record_error(self.span, exc)
 
     def end(self) -> None:
         """End the span and reset the context; later calls do nothing."""
@@ -237,6 +237,17 @@ class ActiveRequest:
             yield
         finally:
             _reset(tokens)
+
+
+def record_error(span: trace.Span, exc: BaseException) -> None:
+    """Record `exc` on `span`: an exception event, ``error.type`` and ERROR status; a
+    failure to record is logged, never raised."""
+    try:
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+    except Exception:
+        logger.debug("tenant_trace: could not record an exception", exc_info=True)
 
 
 def _reset(tokens: _Tokens) -> None:

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import metrics, rollup
 from .config import settings
 from .context import Tenant, attach, current, detach
-from .lifecycle import current_request
+from .lifecycle import current_request, record_error
 from .rollup import RunBudget, Totals
 
 __all__ = [
@@ -92,9 +92,7 @@ class Step:
             self._deactivate()
 
     def _on_error(self, exc: BaseException) -> None:
-        self.span.record_exception(exc)
-        self.span.set_attribute("error.type", type(exc).__qualname__)
-        self.span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+        record_error(self.span, exc)
 
     def _close(self, exc: BaseException | None) -> None:
         if exc is not None and not isinstance(exc, GeneratorExit):

@@ -4,11 +4,8 @@ paths; the tenant cap; metrics that never break a request; readers chosen by ini
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -37,6 +34,7 @@ from tenant_trace.context import Tenant, require_tenant
 from tenant_trace.metrics import OTHER, RUN_DURATION_BUCKETS, TenantCap, build_metric_readers
 from tenant_trace.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
+from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -561,21 +559,9 @@ def test_unknown_metrics_exporters_are_configuration_errors(
 
 
 def run(code: str, **variables: str) -> dict[str, Any]:
-    """Run `code` in a fresh interpreter (the global providers can be set once per process)
-    with only the OTEL_* variables given; return the JSON it printed last."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment.update(variables, OTEL_TRACES_EXPORTER="none")
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Run `code` in a fresh interpreter with only the OTEL_* variables given (and no trace
+    exporter); return the JSON it printed last."""
+    result, done = run_fresh(textwrap.dedent(code), **variables, OTEL_TRACES_EXPORTER="none")
     result["stderr"] = done.stderr
     return result
 

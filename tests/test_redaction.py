@@ -8,11 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
-import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,6 +45,7 @@ from tenant_trace.redaction import (
 from tenant_trace.redaction_detectors import iban_is_valid, luhn_is_valid
 from tenant_trace.redaction_export import RedactingSpanExporter
 from tests.conftest import Spans
+from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "jane.doe@example.com"
@@ -593,20 +590,7 @@ def report(**values):
 
 
 def run(code: str) -> dict[str, Any]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment["TENANT_TRACE_DB"] = os.path.join(tempfile.mkdtemp(), "traces.sqlite3")
-    done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_fresh(PRELUDE + textwrap.dedent(code))[0]
 
 
 def test_init_wraps_the_exporters_it_builds_and_installs_the_redactor() -> None:

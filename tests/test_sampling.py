@@ -3,12 +3,8 @@ configuration string and TENANT_TRACE_SAMPLING, and its place in init()."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,6 +18,7 @@ from opentelemetry.trace.span import TraceState
 
 import tenant_trace
 from tenant_trace import ConfigurationError, TenantSampler
+from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 RATIO = 0.25
@@ -198,19 +195,7 @@ def test_init_reads_tenant_trace_sampling() -> None:
                 seen[tenant] = span.is_recording()
         print(json.dumps({"sampler": provider.sampler.get_description(), "seen": seen}))
     """
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment["TENANT_TRACE_SAMPLING"] = "default=0,tenant-b=always"
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result, _ = run_fresh(textwrap.dedent(code), TENANT_TRACE_SAMPLING="default=0,tenant-b=always")
     assert result == {
         "sampler": "TenantSampler{default=0.0,tenant-b=always}",
         "seen": {"tenant-b": True, "tenant-a": False},

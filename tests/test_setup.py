@@ -6,11 +6,6 @@ set it, so each init() scenario runs in a fresh interpreter that reports back as
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tenant_trace import ConfigurationError
 from tenant_trace.setup import build_exporters
+from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,21 +51,7 @@ def report(**values):
 def run(code: str, **env: str) -> dict[str, Any]:
     """Run `code` after PRELUDE in a fresh interpreter with only the OTEL_* variables given;
     return what it passed to report()."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    # With nothing configured init() uses the local store: keep it out of the repository.
-    environment["TENANT_TRACE_DB"] = os.path.join(tempfile.mkdtemp(), "traces.sqlite3")
-    environment.update(env)
-    done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result, done = run_fresh(PRELUDE + textwrap.dedent(code), **env)
     result["stdout"] = done.stdout
     return result
 

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import tenant_trace
 from examples.common import JWT_SECRET
-from tenant_trace_fastapi import TenantTraceMiddleware, get_tenant, require_tenant
+from tenant_trace_fastapi import TenantTraceMiddleware, get_tenant, instrument_app, require_tenant
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.fastapi")
@@ -245,3 +245,52 @@ def test_example_stream_and_health(example: TestClient, spans: Spans) -> None:
     spans.clear()
     assert example.get("/health").json() == {"status": "ok"}
     assert spans.named("agent.run") == []
+
+
+def test_instrument_app_lets_the_catch_all_handler_see_the_tenant(spans: Spans) -> None:
+    """With add_middleware the catch-all 500 handler runs after the context ended (the tenant
+    is on request.state); installed by instrument_app, it runs inside it."""
+
+    def app_with_handler() -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/crash")
+        async def crash() -> None:
+            raise RuntimeError("crash")
+
+        @app.exception_handler(Exception)
+        async def catch_all(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(
+                {"context": tenant_trace.get_current_tenant(), "state": request.state.tenant_id},
+                status_code=500,
+            )
+
+        return app
+
+    added = app_with_handler()
+    added.add_middleware(TenantTraceMiddleware)
+    response = TestClient(added, raise_server_exceptions=False).get(
+        "/crash", headers={"X-Tenant-ID": "acme"}
+    )
+    assert response.json() == {"context": None, "state": "acme"}
+
+    wrapped = app_with_handler()
+    instrument_app(wrapped)
+    spans.clear()
+    response = TestClient(wrapped, raise_server_exceptions=False).get(
+        "/crash", headers={"X-Tenant-ID": "acme"}
+    )
+    assert response.status_code == 500
+    assert response.json() == {"context": "acme", "state": "acme"}
+    root = spans.one("agent.run")
+    assert root.status.status_code is StatusCode.ERROR
+    assert (root.attributes or {})["http.response.status_code"] == 500
+    assert (root.attributes or {})["http.route"] == "/crash"
+    with pytest.raises(tenant_trace.ConfigurationError, match="already"):
+        instrument_app(wrapped)
+
+
+def test_instrument_app_checks_its_options_at_once() -> None:
+    """A bad option fails at install time, not at the first request."""
+    with pytest.raises(tenant_trace.ConfigurationError):
+        instrument_app(FastAPI(), required="yes")

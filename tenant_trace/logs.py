@@ -116,12 +116,10 @@ def _current() -> _Stamp:
 
 
 def _agent_name() -> str | None:
-    """``gen_ai.agent.name`` of the innermost agent run (``None`` inside a request but
-    outside any run, whose root span names no agent, or when the run is not recorded)."""
+    """The agent name of the innermost agent run (``None`` outside any run), recorded or
+    sampled out alike."""
     totals = current_totals()
-    attributes = getattr(totals and totals.span, "attributes", None)
-    name = attributes.get(AGENT_NAME) if isinstance(attributes, Mapping) else None
-    return name if isinstance(name, str) else None
+    return None if totals is None else totals.agent
 
 
 def _stamp(record: logging.LogRecord) -> _Stamp:

@@ -49,6 +49,7 @@ class Totals:
     """What one run used; thread-safe, since a run's steps may run in several threads."""
 
     __slots__ = (
+        "agent",
         "budget",
         "cost",
         "exceeded",
@@ -64,9 +65,14 @@ class Totals:
     )
 
     def __init__(
-        self, span: Span | None, budget: RunBudget | None = None, parent: Totals | None = None
+        self,
+        span: Span | None,
+        budget: RunBudget | None = None,
+        parent: Totals | None = None,
+        agent: str | None = None,
     ) -> None:
         self.span = span
+        self.agent = agent  # the agent name of a run (None for a request)
         self.budget = budget
         self.parent = parent
         self.started = time.monotonic()

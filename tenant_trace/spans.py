@@ -361,7 +361,7 @@ def start_trace(
         finally:
             if token is not None:
                 detach(token)
-        return Run(span, budget, run_tenant)
+        return Run(span, budget, run_tenant, agent_name)
 
     return _Spec(open_)
 
@@ -382,6 +382,6 @@ def sub_agent(
         }
         links = [Link(parent)] if parent.is_valid else None
         span = _start_span(f"invoke_agent {agent_name}", SpanKind.INTERNAL, attrs, links=links)
-        return Run(span, budget, None)
+        return Run(span, budget, None, agent_name)
 
     return _Spec(open_)

@@ -263,9 +263,15 @@ class Run(Step):
 
     __slots__ = ("_run_tokens", "_tenant", "own")
 
-    def __init__(self, span: trace.Span, budget: RunBudget | None, tenant: Tenant | None) -> None:
+    def __init__(
+        self,
+        span: trace.Span,
+        budget: RunBudget | None,
+        tenant: Tenant | None,
+        agent: str | None = None,
+    ) -> None:
         super().__init__(span)
-        self.own = Totals(span, budget, parent=self.totals)
+        self.own = Totals(span, budget, parent=self.totals, agent=agent)
         self._tenant = tenant
         self._run_tokens: tuple[object, object] | None = None
 

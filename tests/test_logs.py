@@ -615,6 +615,20 @@ def test_a_failing_redactor_masks_instead_of_leaking(
     assert (line["message"], line["key"]) == (REDACTION_FAILED, REDACTION_FAILED)
 
 
+def test_agent_id_is_kept_when_the_run_is_sampled_out(lines: Lines) -> None:
+    """A run under an unsampled parent records no span, yet its lines still name the agent."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_span
+
+    unsampled = NonRecordingSpan(
+        SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0))
+    )
+    with use_span(unsampled), tenant_trace.start_trace("quiet-agent", tenant="acme") as run:
+        assert not run.span.is_recording()
+        log.info("inside a sampled-out run")
+    (line,) = lines.all()
+    assert (line["agent_id"], line["tenant_id"]) == ("quiet-agent", "acme")
+
+
 def test_default_redactor_masks_secret_fields_and_keeps_tracebacks_whole(lines: Lines) -> None:
     """With init()'s Redactor: a ``password`` extra is masked whole, PII in the message is
     replaced, and a long traceback is not cut at the span attribute limit."""

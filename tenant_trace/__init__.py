@@ -42,7 +42,6 @@ from .sampling import TenantSampler
 from .setup import init
 from .spans import (
     GENAI_SEMCONV_VERSION,
-    current_step,
     llm_call,
     memory,
     retrieval,
@@ -50,6 +49,7 @@ from .spans import (
     sub_agent,
     tool_call,
 )
+from .steps import current_step
 from .threads import ContextExecutor, carry_context, instrument_threads, uninstrument_threads
 from .tokens import JWTResolver
 

@@ -36,19 +36,11 @@ from .steps import (
     Run,
     Step,
     ToolCall,
-    current_step,
     run_totals,
 )
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
-    "LLMCall",
-    "Memory",
-    "Retrieval",
-    "Run",
-    "Step",
-    "ToolCall",
-    "current_step",
     "llm_call",
     "memory",
     "retrieval",

@@ -26,9 +26,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks.bare import flask_app, starlette_app
 from tenant_trace import metrics
-from tenant_trace.asgi import TenantTraceASGIMiddleware
-from tenant_trace.processor import TenantSpanProcessor
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
+from tenant_trace.export.processor import TenantSpanProcessor
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 SECRET = "benchmark-secret-of-at-least-32-bytes!!"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

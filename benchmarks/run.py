@@ -207,7 +207,7 @@ def memory(requests: int, tenants: int) -> dict[str, Any]:
     code = f"""
 import asyncio, json, resource
 from benchmarks.inprocess import provider, starlette_app
-from tenant_trace.asgi import TenantTraceASGIMiddleware
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 app = TenantTraceASGIMiddleware(starlette_app(), tracer_provider=provider(tenant=True))
 def rss():
     return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tenant_trace
 from benchmarks.bare import flask_app, starlette_app
-from tenant_trace.asgi import TenantTraceASGIMiddleware
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 tenant_trace.init(service_name="benchmark")
 asgi_app = TenantTraceASGIMiddleware(starlette_app())

@@ -20,15 +20,15 @@ from .errors import (
     RunBudgetExceeded,
     TenantTraceError,
 )
-from .lifecycle import current_request
-from .logs import TenantLogFilter, configure_logging
-from .policy import TenantPolicy
-from .processor import TenantSpanProcessor
-from .propagation import outbound_headers, propagate_httpx, propagate_requests
-from .redaction import Redactor
-from .redaction_export import RedactingSpanExporter
-from .request import RequestView
-from .resolvers import (
+from .server.lifecycle import current_request
+from .logs.record import TenantLogFilter, configure_logging
+from .resolve.policy import TenantPolicy
+from .export.processor import TenantSpanProcessor
+from .propagate.http import outbound_headers, propagate_httpx, propagate_requests
+from .redaction.redactor import Redactor
+from .redaction.exporter import RedactingSpanExporter
+from .resolve.view import RequestView
+from .resolve.resolvers import (
     BaggageResolver,
     ChainResolver,
     HeaderResolver,
@@ -37,10 +37,10 @@ from .resolvers import (
     TrustedHeaderResolver,
     as_resolver,
 )
-from .rollup import RunBudget
-from .sampling import TenantSampler
+from .agent.rollup import RunBudget
+from .export.sampling import TenantSampler
 from .setup import init
-from .spans import (
+from .agent.api import (
     GENAI_SEMCONV_VERSION,
     llm_call,
     memory,
@@ -49,11 +49,16 @@ from .spans import (
     sub_agent,
     tool_call,
 )
-from .steps import current_step
-from .threads import ContextExecutor, carry_context, instrument_threads, uninstrument_threads
-from .tokens import JWTResolver
+from .agent.handles import current_step
+from .propagate.threads import (
+    ContextExecutor,
+    carry_context,
+    instrument_threads,
+    uninstrument_threads,
+)
+from .resolve.jwt import JWTResolver
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",

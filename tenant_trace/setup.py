@@ -20,12 +20,12 @@ from .config import settings
 from .context import set_tenant_pattern
 from .errors import ConfigurationError
 from .metrics import install as install_metrics
-from .otlp import env, otlp_exporter
-from .processor import TenantSpanProcessor
-from .redaction import Redactor, configure_redaction
-from .redaction_export import RedactingSpanExporter
-from .sampling import ENV as SAMPLING_ENV
-from .sampling import TenantSampler
+from .export.otlp import env, otlp_exporter
+from .export.processor import TenantSpanProcessor
+from .redaction.redactor import Redactor, configure_redaction
+from .redaction.exporter import RedactingSpanExporter
+from .export.sampling import ENV as SAMPLING_ENV
+from .export.sampling import TenantSampler
 
 __all__ = ["build_exporters", "init"]
 
@@ -111,15 +111,15 @@ def init(
         if prices is not None:
             settings.prices = dict(prices)
         if json_logs:
-            from .logs import configure_logging
+            from .logs.record import configure_logging
 
             configure_logging()
         if instrument_threads:
-            from .threads import instrument_threads as carry_into_threads
+            from .propagate.threads import instrument_threads as carry_into_threads
 
             carry_into_threads()
         if auto_instrument:
-            from .instrument import auto_instrument as instrument_clients
+            from .export.instrument import auto_instrument as instrument_clients
 
             instrument_clients()
         install_metrics(
@@ -199,7 +199,7 @@ def build_exporters(
         elif name == "otlp":
             result.append(otlp_exporter("traces", endpoint, protocol))
         elif name == "local":
-            from .store import SQLiteSpanExporter
+            from .export.store import SQLiteSpanExporter
 
             result.append(SQLiteSpanExporter())
         elif name != "none":

@@ -1,6 +1,6 @@
 """The ``TENANT_TRACE`` setting: one dict of options, read through a small conf object.
 
-Its keys are the options of `tenant_trace.policy.build_policy` (``header``, ``jwt``,
+Its keys are the options of `tenant_trace.resolve.policy.build_policy` (``header``, ``jwt``,
 ``subdomain``, ``path_prefix``, ``resolver``, ``required``, ``default``, ``allowed``,
 ``pattern``, ``exclude_paths``, or a ready ``policy``) and of the middleware (``tracing``,
 ``tracer_provider``). Keys are matched case-insensitively, so ``"HEADER"`` works too.
@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 
 from tenant_trace.errors import ConfigurationError
-from tenant_trace.lifecycle import TRACER_OPTIONS, RequestTracer
-from tenant_trace.policy import POLICY_OPTIONS, TenantPolicy, build_policy
+from tenant_trace.server.lifecycle import TRACER_OPTIONS, RequestTracer
+from tenant_trace.resolve.policy import POLICY_OPTIONS, TenantPolicy, build_policy
 
 __all__ = ["OPTIONS", "Settings", "build", "conf", "parse"]
 

@@ -21,8 +21,8 @@ from django.http.response import HttpResponseBase
 from tenant_trace import metrics
 from tenant_trace.context import get_current_tenant
 from tenant_trace.errors import ConfigurationError, Rejection
-from tenant_trace.lifecycle import ActiveRequest, current_request
-from tenant_trace.request import RequestView
+from tenant_trace.server.lifecycle import ActiveRequest, current_request
+from tenant_trace.resolve.view import RequestView
 
 from .conf import build, conf, parse
 

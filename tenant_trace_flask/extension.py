@@ -16,9 +16,9 @@ from typing import Any
 from tenant_trace import metrics
 from tenant_trace.context import get_current_tenant, require_tenant
 from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
-from tenant_trace.lifecycle import TRACER_OPTIONS, current_request
-from tenant_trace.policy import POLICY_OPTIONS
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.lifecycle import TRACER_OPTIONS, current_request
+from tenant_trace.resolve.policy import POLICY_OPTIONS
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 try:
     from flask import Flask, Response, g, got_request_exception, request, request_started
@@ -48,8 +48,8 @@ class TenantTrace:
 
     Args:
         app: the application; or call `init_app` later (application factories).
-        **options: the options of `tenant_trace.wsgi.TenantTraceWSGIMiddleware` and of
-            `tenant_trace.policy.build_policy`: ``header=``, ``jwt=``, ``subdomain=``,
+        **options: the options of `tenant_trace.server.wsgi.TenantTraceWSGIMiddleware` and of
+            `tenant_trace.resolve.policy.build_policy`: ``header=``, ``jwt=``, ``subdomain=``,
             ``path_prefix=``, ``resolver=``, ``required=``, ``default=``, ``allowed=``,
             ``pattern=``, ``exclude_paths=``, ``policy=``, ``tracer_provider=``, ``tracing=``.
 

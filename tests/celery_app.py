@@ -21,8 +21,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import tenant_trace
-from tenant_trace.celery import instrument_celery
-from tenant_trace.lifecycle import current_request
+from tenant_trace.propagate.celery import instrument_celery
+from tenant_trace.server.lifecycle import current_request
 
 tenant_trace.init(
     service_name="test-celery",

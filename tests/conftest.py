@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tenant_trace
-from tenant_trace.lifecycle import current_request
+from tenant_trace.server.lifecycle import current_request
 
 EXPORTER = InMemorySpanExporter()
 PROVIDER = TracerProvider()

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import tenant_trace
 from examples.agent import STALE_TENANT, is_stale
 from tenant_trace.config import settings
-from tenant_trace.steps import current_step
+from tenant_trace.agent.handles import current_step
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.agent")
@@ -133,7 +133,7 @@ def test_other_runs_of_the_stale_tenant_succeed(example: TestClient, spans: Span
 
 @tenant_trace.tool_call("sync_tool")
 def sync_tool(x: int) -> int:
-    assert isinstance(current_step(), tenant_trace.steps.ToolCall)
+    assert isinstance(current_step(), tenant_trace.agent.handles.ToolCall)
     return x * 2
 
 

@@ -25,8 +25,8 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
 import tenant_trace
-from tenant_trace.asgi import TenantTraceASGIMiddleware
-from tenant_trace.lifecycle import current_request
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
+from tenant_trace.server.lifecycle import current_request
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.app")

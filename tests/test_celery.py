@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 import tenant_trace
 from tenant_trace import ConfigurationError, MissingDependencyError
-from tenant_trace.celery import TENANT_HEADER, instrument_celery, uninstrument_celery
+from tenant_trace.propagate.celery import TENANT_HEADER, instrument_celery, uninstrument_celery
 from tests.conftest import Spans
 from tests.servers.worker import Worker, celery_worker, redis_server
 

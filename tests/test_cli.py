@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from examples.agent import is_stale
-from tenant_trace.store import SpanStore, SQLiteSpanExporter
+from tenant_trace.export.store import SpanStore, SQLiteSpanExporter
 from tests.servers import spanfile
 from tests.servers.process import ROOT, serve
 
@@ -74,7 +74,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
 
 def run_cli(*args: str) -> tuple[int, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "tenant_trace.cli", *args],
+        [sys.executable, "-m", "tenant_trace.local.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -40,7 +40,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import tenant_trace
 from examples.common import JWT_SECRET, TENANT_OPTIONS
 from tenant_trace import Rejection, RequestView
-from tenant_trace.policy import build_policy
+from tenant_trace.resolve.policy import build_policy
 from tenant_trace_django import require_tenant
 from tests.conftest import Spans
 

@@ -23,8 +23,8 @@ import tenant_trace
 from examples.common import JWT_SECRET, MAX_DELAY, TENANT_OPTIONS
 from examples.flask_app import app as example_app
 from tenant_trace import ConfigurationError, Rejection, RequestView, TenantPolicy
-from tenant_trace.policy import build_policy
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.resolve.policy import build_policy
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tenant_trace_flask import TenantTrace, require_tenant
 from tests.conftest import Spans
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenant_trace import ConfigurationError, Rejection, RequestView, SubdomainResolver, Tenant
-from tenant_trace.hosts import ParsedHost, parse_host
+from tenant_trace.resolve.hosts import ParsedHost, parse_host
 
 
 def host_view(*hosts: str, forwarded: tuple[str, ...] = ()) -> RequestView:

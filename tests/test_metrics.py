@@ -29,10 +29,10 @@ from starlette.testclient import TestClient
 
 import tenant_trace
 from tenant_trace import ConfigurationError, Rejection, metrics
-from tenant_trace.asgi import TenantTraceASGIMiddleware
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.context import Tenant, require_tenant
 from tenant_trace.metrics import OTHER, RUN_DURATION_BUCKETS, TenantCap, build_metric_readers
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
 from tests.fresh import run_fresh
 
@@ -63,10 +63,10 @@ class Points:
 def points() -> Iterator[Points]:
     """Metrics go to a fresh provider with an in-memory reader for this test."""
     reader = InMemoryMetricReader()
-    saved = metrics._instruments
+    saved = metrics.record._instruments
     metrics.configure(meter_provider=MeterProvider([reader], shutdown_on_exit=False))
     yield Points(reader)
-    metrics._instruments = saved
+    metrics.record._instruments = saved
 
 
 # --- an app -----------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def test_5000_tenants_make_at_most_n_plus_1_series() -> None:
 
     registry = CollectorRegistry()
     reader = PrometheusMetricReader(registry=registry)
-    saved = metrics._instruments
+    saved = metrics.record._instruments
     provider = MeterProvider([reader], shutdown_on_exit=False)
     metrics.configure(meter_provider=provider, max_tenants=1000, always_kept=())
     try:
@@ -402,7 +402,7 @@ def test_5000_tenants_make_at_most_n_plus_1_series() -> None:
         assert overflow == 4000
     finally:
         provider.shutdown()
-        metrics._instruments = saved
+        metrics.record._instruments = saved
 
 
 def test_spans_keep_the_real_tenant_beyond_the_cap(
@@ -426,9 +426,9 @@ def test_spans_keep_the_real_tenant_beyond_the_cap(
 def test_configure_keeps_what_is_not_given(points: Points) -> None:
     metrics.configure(max_tenants=5, always_kept={"vip"})
     metrics.configure(max_tenants=7)
-    assert (metrics._get().cap.limit, metrics._get().cap.always) == (7, {"vip"})
+    assert (metrics.record._get().cap.limit, metrics.record._get().cap.always) == (7, {"vip"})
     metrics.configure(always_kept=())
-    assert (metrics._get().cap.limit, metrics._get().cap.always) == (7, frozenset())
+    assert (metrics.record._get().cap.limit, metrics.record._get().cap.always) == (7, frozenset())
     metrics.record_rejection("missing_tenant")
     assert points.of("tenant_trace.requests.rejected"), "the provider was kept too"
 
@@ -483,7 +483,7 @@ class Broken:
 def test_failing_instruments_never_reach_the_application(
     client: TestClient, points: Points
 ) -> None:
-    instruments = metrics._get()
+    instruments = metrics.record._get()
     for name in ("run_duration", "tokens", "llm_duration", "tools", "rejected", "overflow"):
         setattr(instruments, name, Broken())
     assert client.get("/agent", headers=tenant("acme")).status_code == 200

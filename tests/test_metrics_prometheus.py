@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from examples.agent import STALE_PERCENT, STALE_TENANT, is_stale
-from tenant_trace import rules
+from tenant_trace.local import rules
 from tests.servers.process import free_port, serve
 from tests.test_rules import ALERTS, binary
 

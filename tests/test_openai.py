@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.trace import SpanKind
 
 import tenant_trace
-from tenant_trace.instrument import KNOWN, auto_instrument
+from tenant_trace.export.instrument import KNOWN, auto_instrument
 from tenant_trace_fastapi import TenantTraceMiddleware, require_tenant
 from tests.conftest import Spans
 

@@ -22,7 +22,7 @@ from tenant_trace import (
     Tenant,
     TenantPolicy,
 )
-from tenant_trace.policy import build_policy
+from tenant_trace.resolve.policy import build_policy
 
 SECRET = "policy-tests-hmac-secret-of-32-bytes!!"
 

@@ -18,8 +18,8 @@ from opentelemetry import context as otel_context
 
 import tenant_trace
 from tenant_trace import BaggageResolver, ConfigurationError, Rejection, RequestView
-from tenant_trace.policy import TenantPolicy, build_policy
-from tenant_trace.propagation import (
+from tenant_trace.resolve.policy import TenantPolicy, build_policy
+from tenant_trace.propagate.http import (
     INTERNAL_TENANT_HEADER,
     inject,
     outbound_headers,
@@ -27,7 +27,7 @@ from tenant_trace.propagation import (
     propagate_requests,
     requests_adapter,
 )
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.propagation")

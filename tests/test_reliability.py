@@ -27,8 +27,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import tenant_trace
-from tenant_trace.asgi import TenantTraceASGIMiddleware
-from tenant_trace.processor import TenantSpanProcessor
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
+from tenant_trace.export.processor import TenantSpanProcessor
 from tenant_trace.setup import batch_processor
 from tests.servers.load import interleaved, mismatches
 from tests.servers.process import serve
@@ -132,7 +132,7 @@ def test_an_exception_inside_the_span_processor_never_reaches_the_app(
     def broken() -> Any:
         raise RuntimeError("processor bug")
 
-    monkeypatch.setattr("tenant_trace.processor.current", broken)
+    monkeypatch.setattr("tenant_trace.export.processor.current", broken)
     app = Starlette(routes=[Route("/", whoami)], middleware=[Middleware(TenantTraceASGIMiddleware)])
     response = TestClient(app).get("/", headers={"X-Tenant-ID": "acme"})
     assert response.json() == {"tenant": "acme"}
@@ -156,7 +156,7 @@ def test_a_failing_hook_never_becomes_a_500(monkeypatch: pytest.MonkeyPatch, whe
         def broken(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("metrics bug")
 
-        monkeypatch.setattr("tenant_trace.metrics._get", broken)
+        monkeypatch.setattr("tenant_trace.metrics.record._get", broken)
     app = Starlette(
         routes=[Route("/", whoami)], middleware=[Middleware(TenantTraceASGIMiddleware, **options)]
     )

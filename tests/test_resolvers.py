@@ -21,7 +21,7 @@ from tenant_trace import (
     TenantPolicy,
     as_resolver,
 )
-from tenant_trace.resolvers import resolve_async
+from tenant_trace.resolve.resolvers import resolve_async
 
 SECRET = "resolver-tests-hmac-secret-of-32-bytes!"
 

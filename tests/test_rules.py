@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tenant_trace import rules
+from tenant_trace.local import rules
 
 ROOT = Path(__file__).resolve().parent.parent
-ALERTS = ROOT / "tenant_trace" / "rules" / "alerts.yml"
+ALERTS = ROOT / "tenant_trace" / "local" / "alerts.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yml"))
 
 
@@ -61,7 +61,7 @@ def test_a_rule_unit_test_catches_a_healthy_tenant_alerting(tmp_path: Path) -> N
     test.write_text(
         (ROOT / "tests" / "rules" / "alerts_test.yml")
         .read_text()
-        .replace("../../tenant_trace/rules/alerts.yml", str(lowered))
+        .replace("../../tenant_trace/local/alerts.yml", str(lowered))
     )
     done = promtool("test", "rules", str(test))
     assert done.returncode != 0
@@ -153,24 +153,3 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     path.write_text(json.dumps(group))  # JSON is YAML
     done = promtool("check", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_main_prints_rules_and_dashboard(capsys: pytest.CaptureFixture[str]) -> None:
-    assert rules.main(["alerts"]) == 0
-    assert capsys.readouterr().out == rules.alert_rules()
-    assert rules.main(["dashboard"]) == 0
-    assert json.loads(capsys.readouterr().out)["uid"] == "tenant-trace"
-    assert rules.main(["graphs"]) == 2
-    assert "usage" in capsys.readouterr().err
-
-
-def test_python_dash_m() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tenant_trace.rules", "alerts"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout == ALERTS.read_text()

@@ -210,7 +210,7 @@ def test_unsampled_requests_are_still_measured() -> None:
     from tenant_trace import metrics
 
     reader = InMemoryMetricReader()
-    saved = metrics._instruments
+    saved = metrics.record._instruments
     metrics.configure(meter_provider=MeterProvider([reader], shutdown_on_exit=False))
     provider = TracerProvider(sampler=TenantSampler(0.0))
     tracer = provider.get_tracer("tests.sampling")
@@ -230,4 +230,4 @@ def test_unsampled_requests_are_still_measured() -> None:
         ]
         assert points == [{"tenant.id": "acme", "outcome": "error", "error.type": "StaleData"}]
     finally:
-        metrics._instruments = saved
+        metrics.record._instruments = saved

@@ -72,7 +72,7 @@ def test_init_twice_is_harmless() -> None:
     assert result["same"]
     assert result["is_global"]
     assert result["tenant_processors"] == 1
-    assert result["exporters"] == ["tenant_trace.store.SQLiteSpanExporter"]  # the first call's
+    assert result["exporters"] == ["tenant_trace.export.store.SQLiteSpanExporter"]  # the first call's
 
 
 def test_the_applications_provider_is_kept_and_stamped() -> None:
@@ -154,7 +154,7 @@ OTLP = "opentelemetry.exporter.otlp.proto"
     ("env", "exporter", "endpoint"),
     [
         pytest.param({"OTEL_TRACES_EXPORTER": "none"}, None, None, id="none"),
-        pytest.param({}, "tenant_trace.store.SQLiteSpanExporter", None,
+        pytest.param({}, "tenant_trace.export.store.SQLiteSpanExporter", None,
                      id="nothing-configured-means-the-local-store"),
         pytest.param(
             {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
@@ -307,7 +307,7 @@ def test_build_exporters_from_the_environment(
     built += build_exporters(None)
     short = {
         "opentelemetry.sdk.trace.export.ConsoleSpanExporter": "console",
-        "tenant_trace.store.SQLiteSpanExporter": "local",
+        "tenant_trace.export.store.SQLiteSpanExporter": "local",
         f"{OTLP}.http.trace_exporter.OTLPSpanExporter": "http",
         f"{OTLP}.grpc.trace_exporter.OTLPSpanExporter": "grpc",
     }

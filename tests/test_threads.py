@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import tenant_trace
-from tenant_trace.threads import (
+from tenant_trace.propagate.threads import (
     ContextExecutor,
     carry_context,
     instrument_threads,

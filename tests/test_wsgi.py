@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tenant_trace
-from tenant_trace.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.wsgi")

@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import tenant_trace
-from tenant_trace.propagation import INTERNAL_TENANT_HEADER, propagate_httpx, propagate_requests
+from tenant_trace.propagate.http import INTERNAL_TENANT_HEADER, propagate_httpx, propagate_requests
 from tenant_trace_fastapi import TenantTraceMiddleware
 from tests.celery_app import observed, whoami  # which also runs tenant_trace.init()
 

@@ -1,0 +1,3 @@
+"""The version of tenant-trace."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,379 @@
+"""The agent instrumentation API: runs, LLM calls, tools, memory, retrieval, sub-agents.
+
+Each step is a context manager (``with`` / ``async with``) and a decorator for sync and
+async functions, generators and async generators; for a generator the span covers the
+whole iteration. Attribute names follow the OpenTelemetry semantic conventions for
+generative AI, version `GENAI_SEMCONV_VERSION`.
+
+    with tenant_trace.start_trace(agent_name="support-agent") as run:
+        with tenant_trace.llm_call(model="gpt-4o", provider="openai") as llm:
+            llm.record_usage(input_tokens=812, output_tokens=96)
+        with tenant_trace.tool_call("get_account_data") as tool:
+            tool.fail("data is 48 hours old", error_type="StaleData")
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind
+
+from ..context import Tenant, attach, current, detach, validate_tenant_id
+from ..server.lifecycle import current_request
+from .rollup import RunBudget
+from .handles import (
+    TENANT_CARRIER_KEY,
+    LLMCall,
+    Memory,
+    Retrieval,
+    Run,
+    Step,
+    ToolCall,
+    run_totals,
+)
+
+__all__ = [
+    "GENAI_SEMCONV_VERSION",
+    "llm_call",
+    "memory",
+    "retrieval",
+    "start_trace",
+    "sub_agent",
+    "tool_call",
+]
+
+logger = logging.getLogger("tenant_trace")
+
+GENAI_SEMCONV_VERSION = "1.44.0"
+
+H = TypeVar("H", bound="Step")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tracer() -> trace.Tracer:
+    from .._version import __version__
+
+    return trace.get_tracer("tenant_trace.agent", __version__)
+
+
+class _Spec(Generic[H]):
+    """A step to open: ``with`` / ``async with`` give a fresh handle each time, and as a
+    decorator every call of the function is one step."""
+
+    __slots__ = ("_open", "_stack")
+
+    def __init__(self, open_: Callable[[], H]) -> None:
+        self._open = open_
+        self._stack: list[H] = []
+
+    def __enter__(self) -> H:
+        handle = self._open()
+        handle._activate()
+        self._stack.append(handle)
+        return handle
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        handle = self._stack.pop()
+        handle._deactivate()
+        handle._close(exc)
+
+    async def __aenter__(self) -> H:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        if inspect.isasyncgenfunction(func):
+            return cast(F, self._wrap_async_generator(func))
+        if inspect.isgeneratorfunction(func):
+            return cast(F, self._wrap_generator(func))
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._open_for_call() as handle:
+                    return _observe(handle, await func(*args, **kwargs))
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._open_for_call() as handle:
+                return _observe(handle, func(*args, **kwargs))
+
+        return cast(F, wrapper)
+
+    @contextmanager
+    def _open_for_call(self) -> Iterator[H]:
+        handle = self._open()
+        handle._activate()
+        try:
+            yield handle
+        except BaseException as exc:
+            handle._deactivate()
+            handle._close(exc)
+            raise
+        handle._deactivate()
+        handle._close(None)
+
+    def _wrap_generator(
+        self, func: Callable[..., Generator[Any, Any, Any]]
+    ) -> Callable[..., Generator[Any, Any, Any]]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            handle = self._open()
+            error: BaseException | None = None
+            try:
+                # The step is current only while the generator runs, never across a yield,
+                # so interleaved consumers cannot see each other's steps.
+                with handle._active():
+                    inner = func(*args, **kwargs)
+                first = True
+                while True:
+                    with handle._active():
+                        try:
+                            item = next(inner)
+                        except StopIteration as stop:
+                            return stop.value
+                    if first:
+                        handle._first_chunk()
+                        first = False
+                    yield item
+            except BaseException as exc:
+                error = exc
+                if isinstance(exc, GeneratorExit):
+                    with handle._active():
+                        inner.close()
+                raise
+            finally:
+                handle._close(error)
+
+        return wrapper
+
+    def _wrap_async_generator(
+        self, func: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            handle = self._open()
+            error: BaseException | None = None
+            try:
+                with handle._active():
+                    inner = func(*args, **kwargs)
+                first = True
+                while True:
+                    with handle._active():
+                        try:
+                            item = await inner.__anext__()
+                        except StopAsyncIteration:
+                            return
+                    if first:
+                        handle._first_chunk()
+                        first = False
+                    yield item
+            except BaseException as exc:
+                error = exc
+                if isinstance(exc, GeneratorExit):
+                    with handle._active():
+                        await inner.aclose()
+                raise
+            finally:
+                handle._close(error)
+
+        return wrapper
+
+
+def _observe(handle: Step, result: Any) -> Any:
+    """A decorated LLM function that returns a provider response records its usage."""
+    if isinstance(handle, LLMCall) and result is not None:
+        handle.record_response(result)
+    return result
+
+
+def _start_span(
+    name: str,
+    kind: SpanKind,
+    attributes: Mapping[str, Any],
+    *,
+    context: otel_context.Context | None = None,
+    links: list[Link] | None = None,
+) -> trace.Span:
+    totals = run_totals()
+    if totals is not None:
+        totals.before_step()
+    attrs = {k: v for k, v in attributes.items() if v is not None}
+    return _tracer().start_span(name, context, kind, attrs, links)
+
+
+def llm_call(
+    model: str | None = None,
+    *,
+    provider: str | None = None,
+    operation: str = "chat",
+    **attributes: Any,
+) -> _Spec[LLMCall]:
+    """An LLM call: span ``{operation} {model}`` (CLIENT) with ``gen_ai.*`` attributes.
+
+    Args:
+        model: the requested model (``gen_ai.request.model``).
+        provider: ``gen_ai.provider.name`` (``openai``, ``anthropic``, ...).
+        operation: ``gen_ai.operation.name``: ``chat`` (default), ``text_completion``,
+            ``embeddings``, ...
+        **attributes: more span attributes (``gen_ai.request.temperature=...``).
+    """
+
+    def open_() -> LLMCall:
+        attrs = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            **attributes,
+        }
+        name = f"{operation} {model}" if model else operation
+        return LLMCall(_start_span(name, LLMCall.span_kind, attrs), model, operation, provider)
+
+    return _Spec(open_)
+
+
+def tool_call(
+    name: str, *, call_id: str | None = None, tool_type: str | None = None, **attributes: Any
+) -> _Spec[ToolCall]:
+    """A tool call: span ``execute_tool {name}`` with ``gen_ai.tool.name`` and call id."""
+
+    def open_() -> ToolCall:
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": tool_type,
+            **attributes,
+        }
+        return ToolCall(_start_span(f"execute_tool {name}", ToolCall.span_kind, attrs), name)
+
+    return _Spec(open_)
+
+
+def memory(
+    operation: str, *, store: str, key: str | None = None, **attributes: Any
+) -> _Spec[Memory]:
+    """A memory read or write: span ``memory.{operation} {store}``."""
+
+    def open_() -> Memory:
+        attrs = {
+            "tenant_trace.memory.operation": operation,
+            "tenant_trace.memory.store": store,
+            "tenant_trace.memory.key": key,
+            **attributes,
+        }
+        return Memory(_start_span(f"memory.{operation} {store}", Memory.span_kind, attrs))
+
+    return _Spec(open_)
+
+
+def retrieval(data_source: str, *, top_k: int | None = None, **attributes: Any) -> _Spec[Retrieval]:
+    """A retrieval (RAG) query: span ``retrieval {data_source}``."""
+
+    def open_() -> Retrieval:
+        attrs = {
+            "gen_ai.operation.name": "retrieval",
+            "gen_ai.data_source.id": data_source,
+            "gen_ai.request.top_k": top_k,
+            **attributes,
+        }
+        return Retrieval(_start_span(f"retrieval {data_source}", Retrieval.span_kind, attrs))
+
+    return _Spec(open_)
+
+
+def start_trace(
+    agent_name: str,
+    *,
+    version: str | None = None,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    tenant: str | None = None,
+    budget: RunBudget | None = None,
+    carrier: Mapping[str, str] | None = None,
+) -> _Spec[Run]:
+    """An agent run: span ``invoke_agent {agent_name}``.
+
+    Inside a request it is a child of the request's root span; outside one (a worker, a
+    script) it is a root span and `tenant` sets the tenant for the run. `carrier` (from
+    `Run.carrier` of the calling agent) continues that agent's trace and tenant.
+
+    Args:
+        agent_name: ``gen_ai.agent.name``.
+        version: ``gen_ai.agent.version``.
+        agent_id: ``gen_ai.agent.id``.
+        conversation_id: ``gen_ai.conversation.id``.
+        tenant: the run's tenant when no request set one (validated).
+        budget: limits that stop a runaway run (`RunBudget`).
+        carrier: headers handed over by a parent agent running elsewhere.
+    """
+    chosen = Tenant(validate_tenant_id(tenant), "manual") if tenant is not None else None
+
+    def open_() -> Run:
+        parent_context = None
+        links = None
+        run_tenant = chosen
+        if carrier is not None:
+            lowered = {k.lower(): v for k, v in carrier.items()}
+            parent_context = propagate.extract(lowered)
+            parent = trace.get_current_span(parent_context).get_span_context()
+            links = [Link(parent)] if parent.is_valid else None
+            if run_tenant is None and TENANT_CARRIER_KEY in lowered:
+                run_tenant = Tenant(validate_tenant_id(lowered[TENANT_CARRIER_KEY]), "carrier")
+        if run_tenant is not None and current_request() is not None and run_tenant != current():
+            logger.warning("tenant_trace: start_trace(tenant=...) ignored inside a request")
+            run_tenant = None  # a request's tenant is never overridden from inside it
+        token = attach(run_tenant) if run_tenant is not None else None
+        try:
+            attrs = {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": agent_name,
+                "gen_ai.agent.version": version,
+                "gen_ai.agent.id": agent_id,
+                "gen_ai.conversation.id": conversation_id,
+            }
+            span = _start_span(
+                f"invoke_agent {agent_name}",
+                SpanKind.INTERNAL,
+                attrs,
+                context=parent_context,
+                links=links,
+            )
+        finally:
+            if token is not None:
+                detach(token)
+        return Run(span, budget, run_tenant, agent_name)
+
+    return _Spec(open_)
+
+
+def sub_agent(
+    agent_name: str, *, version: str | None = None, budget: RunBudget | None = None
+) -> _Spec[Run]:
+    """A sub-agent run inside the current one: span ``invoke_agent {agent_name}``, a child
+    of the current span and linked to it. Its `Run.carrier` hands the trace and tenant to
+    a sub-agent that runs in another process or service."""
+
+    def open_() -> Run:
+        parent = trace.get_current_span().get_span_context()
+        attrs = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent_name,
+            "gen_ai.agent.version": version,
+        }
+        links = [Link(parent)] if parent.is_valid else None
+        span = _start_span(f"invoke_agent {agent_name}", SpanKind.INTERNAL, attrs, links=links)
+        return Run(span, budget, None, agent_name)
+
+    return _Spec(open_)

@@ -1,0 +1,177 @@
+"""Per-run totals (tokens, calls, errors, cost), rolled up onto the run's span, and the
+optional run budget that stops a runaway agent loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ..errors import RunBudgetExceeded
+
+__all__ = ["RunBudget", "Totals", "current_totals"]
+
+_current: ContextVar[Totals | None] = ContextVar("tenant_trace.run", default=None)
+# One lock for every run's counters: updates are a few additions, contention is negligible,
+# and a request that records nothing creates no lock.
+_lock = threading.Lock()
+
+
+def current_totals() -> Totals | None:
+    """The totals of the innermost run (a `start_trace` block or the request), if any."""
+    return _current.get()
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """Limits for one run. Crossing one records a ``tenant_trace.budget_exceeded`` event and
+    the ``tenant_trace.budget.exceeded`` attribute on the run span and, when
+    `raise_on_exceed`, raises `RunBudgetExceeded` at the run's next step.
+
+    Args:
+        max_llm_calls: LLM calls allowed in the run.
+        max_tokens: input plus output tokens allowed.
+        max_seconds: wall time allowed.
+        raise_on_exceed: stop the run (default) or only record the crossing.
+    """
+
+    max_llm_calls: int | None = None
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+    raise_on_exceed: bool = True
+
+
+class Totals:
+    """What one run used; thread-safe, since a run's steps may run in several threads."""
+
+    __slots__ = (
+        "agent",
+        "budget",
+        "cost",
+        "exceeded",
+        "failure",
+        "input_tokens",
+        "llm_calls",
+        "output_tokens",
+        "parent",
+        "span",
+        "started",
+        "tool_calls",
+        "tool_errors",
+    )
+
+    def __init__(
+        self,
+        span: Span | None,
+        budget: RunBudget | None = None,
+        parent: Totals | None = None,
+        agent: str | None = None,
+    ) -> None:
+        self.span = span
+        self.agent = agent  # the agent name of a run (None for a request)
+        self.budget = budget
+        self.parent = parent
+        self.started = time.monotonic()
+        self.input_tokens = self.output_tokens = self.llm_calls = 0
+        self.tool_calls = self.tool_errors = 0
+        self.cost = 0.0
+        self.exceeded: tuple[str, float, float] | None = None
+        self.failure: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Totals(llm_calls={self.llm_calls}, tokens={self.input_tokens + self.output_tokens})"
+        )
+
+    def chain(self) -> Iterator[Totals]:
+        """This run and the runs that enclose it: a step counts toward each of them."""
+        totals: Totals | None = self
+        while totals is not None:
+            yield totals
+            totals = totals.parent
+
+    def add_llm(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+        for totals in self.chain():
+            with _lock:
+                totals.input_tokens += input_tokens
+                totals.output_tokens += output_tokens
+                totals.cost += cost or 0.0
+            totals._check_limits()
+
+    def count_llm_call(self) -> None:
+        for totals in self.chain():
+            with _lock:
+                totals.llm_calls += 1
+            totals._check_limits()
+
+    def add_tool(self, *, failed: bool) -> None:
+        for totals in self.chain():
+            with _lock:
+                totals.tool_calls += 1
+                totals.tool_errors += failed
+
+    def fail(self, error_type: str) -> None:
+        """Mark the run failed (a failed sub-run fails its parent too, at its end)."""
+        self.failure = self.failure or error_type
+
+    def before_step(self) -> None:
+        """Called as each step starts: raises once a limit of this run or an outer one is
+        crossed and the budget says to stop."""
+        for totals in self.chain():
+            totals._check_limits()
+            if totals.exceeded and totals.budget and totals.budget.raise_on_exceed:
+                limit, value, allowed = totals.exceeded
+                raise RunBudgetExceeded(limit, value, allowed)
+
+    def _check_limits(self) -> None:
+        budget = self.budget
+        if budget is None or self.exceeded is not None:
+            return
+        for limit, value, allowed in (
+            ("llm_calls", self.llm_calls, budget.max_llm_calls),
+            ("tokens", self.input_tokens + self.output_tokens, budget.max_tokens),
+            ("seconds", time.monotonic() - self.started, budget.max_seconds),
+        ):
+            if allowed is not None and value > allowed:
+                self.exceeded = (limit, value, allowed)
+                if self.span is not None:
+                    self.span.add_event(
+                        "tenant_trace.budget_exceeded",
+                        {"limit": limit, "value": value, "allowed": allowed},
+                    )
+                    self.span.set_attribute("tenant_trace.budget.exceeded", limit)
+                return
+
+    def close(self) -> None:
+        """Write the totals on the run span; a failure also fails the enclosing run."""
+        span = self.span
+        if span is not None and span.is_recording():
+            if self.llm_calls or self.tool_calls:
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": self.input_tokens,
+                        "gen_ai.usage.output_tokens": self.output_tokens,
+                        "tenant_trace.run.llm_calls": self.llm_calls,
+                        "tenant_trace.run.tool_calls": self.tool_calls,
+                        "tenant_trace.run.tool_errors": self.tool_errors,
+                        "tenant_trace.run.cost_usd": round(self.cost, 6),
+                    }
+                )
+            if self.failure:
+                span.set_attribute("error.type", self.failure)
+                span.set_status(Status(StatusCode.ERROR, self.failure))
+        if self.failure and self.parent is not None:
+            self.parent.fail(self.failure)
+
+
+def enter(totals: Totals) -> object:
+    """Make `totals` the current run; pair with `leave`."""
+    return _current.set(totals)
+
+
+def leave(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]

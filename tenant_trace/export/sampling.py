@@ -1,0 +1,166 @@
+"""Per-tenant trace sampling: a parent-based sampler whose root ratio depends on the tenant.
+
+    tenant_trace.init(sampler=TenantSampler(0.1, tenants={"tenant-a": 0.5}, always={"tenant-b"}))
+
+or, with no `sampler` given to `init()`, from the environment::
+
+    TENANT_TRACE_SAMPLING="default=0.1,tenant-a=0.5,tenant-b=always"
+
+A span whose tenant (from `tenant_trace.context` at the moment the span starts) is an
+"always" tenant is sampled whatever its parent decided: to record every trace of one
+tenant during an incident. Any other span follows its parent's decision, and a root span is
+sampled with its tenant's ratio, or the default one. Ratios are applied to the trace id as
+`TraceIdRatioBased` does, so services that share a configuration agree on each trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+from ..context import current, validate_tenant_id
+from ..errors import ConfigurationError, InvalidTenantError
+
+__all__ = ["ENV", "TenantSampler"]
+
+#: The environment variable `TenantSampler.from_env` reads.
+ENV = "TENANT_TRACE_SAMPLING"
+_MASK = (1 << 64) - 1
+
+
+class TenantSampler(Sampler):
+    """Sample root spans with a ratio per tenant; always sample some tenants.
+
+    Args:
+        default: the ratio of root spans sampled for tenants not listed, and for spans
+            started without a tenant.
+        tenants: ratios for some tenants, ``{"tenant-a": 0.5}``.
+        always: tenants whose every span is sampled, even under a parent that was not.
+    """
+
+    __slots__ = ("_always", "_bounds", "_default", "_ratios", "default")
+
+    def __init__(
+        self,
+        default: float = 1.0,
+        *,
+        tenants: Mapping[str, float] | None = None,
+        always: Iterable[str] = (),
+    ) -> None:
+        if isinstance(always, str):
+            raise ConfigurationError("always must be a collection of tenant ids")
+        self.default = _ratio(default, "the default sampling ratio")
+        self._ratios = {
+            _tenant(t): _ratio(r, "a tenant's sampling ratio") for t, r in (tenants or {}).items()
+        }
+        self._always = frozenset(_tenant(t) for t in always)
+        self._default = TraceIdRatioBased.get_bound_for_rate(self.default)
+        self._bounds = {t: TraceIdRatioBased.get_bound_for_rate(r) for t, r in self._ratios.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"TenantSampler({self.default}, tenants={self._ratios!r}, "
+            f"always={sorted(self._always)!r})"
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> TenantSampler:
+        """A sampler from ``"default=0.1,tenant-a=0.5,tenant-b=always"``: comma-separated
+        ``tenant=ratio`` or ``tenant=always`` entries; the key ``default`` is the default
+        ratio (1.0 when absent).
+
+        Raises:
+            ConfigurationError: an entry is malformed, a ratio is not within [0, 1], a
+                tenant id is invalid or a tenant is listed twice.
+        """
+        default = 1.0
+        tenants: dict[str, float] = {}
+        always: set[str] = set()
+        for entry in (e.strip() for e in spec.split(",")):
+            if not entry:
+                continue
+            key, sep, value = (part.strip() for part in entry.partition("="))
+            if not sep or not key or not value:
+                raise ConfigurationError(f"sampling entry {entry!r} is not tenant=ratio")
+            if key in tenants or key in always:
+                raise ConfigurationError(f"sampling entry for {key!r} is given twice")
+            if value.lower() == "always":
+                if key == "default":
+                    raise ConfigurationError("default=always: use default=1.0")
+                always.add(key)
+                continue
+            try:
+                ratio = float(value)
+            except ValueError:
+                raise ConfigurationError(f"sampling ratio {value!r} is not a number") from None
+            if key == "default":
+                default = ratio
+            else:
+                tenants[key] = ratio
+        return cls(default, tenants=tenants, always=always)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantSampler | None:
+        """The sampler ``TENANT_TRACE_SAMPLING`` describes, or ``None`` when it is unset."""
+        spec = (os.environ if environ is None else environ).get(ENV, "").strip()
+        if not spec:
+            return None
+        try:
+            return cls.parse(spec)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{ENV}: {exc}") from None
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = get_current_span(parent_context).get_span_context()
+        tenant = current()
+        if tenant is not None and tenant.id in self._always:
+            sampled = True
+        elif parent.is_valid:
+            sampled = parent.trace_flags.sampled
+        else:
+            bound = self._default if tenant is None else self._bounds.get(tenant.id, self._default)
+            sampled = trace_id & _MASK < bound
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP,
+            attributes if sampled else None,
+            parent.trace_state if parent.is_valid else None,
+        )
+
+    def get_description(self) -> str:
+        ratios = "".join(f",{t}={r}" for t, r in sorted(self._ratios.items()))
+        always = "".join(f",{t}=always" for t in sorted(self._always))
+        return f"TenantSampler{{default={self.default}{ratios}{always}}}"
+
+
+def _ratio(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigurationError(f"{what} must be a number from 0 to 1")
+    return float(value)
+
+
+def _tenant(value: object) -> str:
+    try:
+        return validate_tenant_id(value)
+    except InvalidTenantError as exc:
+        raise ConfigurationError(f"sampling: {exc}") from None

@@ -1,0 +1,256 @@
+"""``tenant-trace``: per-tenant views of the local trace store.
+
+    tenant-trace tenants [--since 1h]                  one row per tenant
+    tenant-trace traces --tenant T [--failed]          recent runs of one tenant
+    tenant-trace show TRACE_ID                         one run as a span tree
+    tenant-trace alerts                                the shipped alert rules; exit 1 if any fires
+    tenant-trace rules | dashboard                     print the Prometheus rules or dashboard
+
+Every view but ``rules`` and ``dashboard`` takes ``--db PATH`` (default ``TENANT_TRACE_DB`` or
+``.tenant-trace/traces.sqlite3``) and ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from . import rules
+from ..export.store import SpanStore, store_path
+
+__all__ = ["main"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Attributes worth showing in a span tree; others from well-known namespaces are noise there.
+_KEY_ATTRIBUTES = (
+    "http.route",
+    "http.response.status_code",
+    "gen_ai.request.model",
+    "gen_ai.tool.name",
+    "gen_ai.data_source.id",
+    "tenant_trace.memory.key",
+    "tenant_trace.retrieval.results",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "tenant_trace.run.cost_usd",
+    "tenant_trace.budget.exceeded",
+    "error.type",
+)
+_NOISE = (
+    "tenant.",
+    "url.",
+    "http.",
+    "gen_ai.",
+    "tenant_trace.",
+    "code.",
+    "server.",
+    "network.",
+    "user_agent.",
+)
+
+
+def duration(text: str) -> float:
+    """``90s``, ``10m``, ``1h``, ``2d`` as seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90s, 10m, 1h or 2d)")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        help="the trace store file (default: $TENANT_TRACE_DB or .tenant-trace/traces.sqlite3)",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser = argparse.ArgumentParser(
+        prog="tenant-trace", description="Per-tenant views of the local trace store."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    tenants = commands.add_parser("tenants", parents=[common], help="one row per tenant")
+    tenants.add_argument("--since", type=duration, default=3600.0, help="window (default 1h)")
+    traces = commands.add_parser("traces", parents=[common], help="recent runs of one tenant")
+    traces.add_argument("--tenant", required=True)
+    traces.add_argument("--failed", action="store_true", help="failed runs only")
+    traces.add_argument("--since", type=duration, default=3600.0, help="window (default 1h)")
+    traces.add_argument("--limit", type=int, default=20)
+    show = commands.add_parser("show", parents=[common], help="one run as a span tree")
+    show.add_argument("trace_id")
+    commands.add_parser(
+        "alerts", parents=[common], help="evaluate the alert rules; exit 1 if one fires"
+    )
+    commands.add_parser("rules", help="print the Prometheus alert rules")
+    commands.add_parser("dashboard", help="print the Grafana dashboard JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 ok, 1 an alert fires, 2 an error)."""
+    args = _parser().parse_args(argv)
+    from rich.console import Console
+
+    # Piped output (CI logs, the demo) gets a width that fits the tables, not 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+    if args.command in ("rules", "dashboard"):
+        sys.stdout.write(rules.alert_rules() if args.command == "rules" else rules.dashboard())
+        return 0
+    try:
+        store = SpanStore(args.db)
+    except FileNotFoundError:
+        path = store_path(args.db)
+        console.print(
+            f"[red]No trace store at {path}.[/red] Run your app with tenant_trace.init() and"
+            " no OTLP endpoint (spans then go to this file), or pass --db / set TENANT_TRACE_DB."
+        )
+        return 2
+    try:
+        return _COMMANDS[args.command](store, args, console)
+    finally:
+        store.close()
+
+
+def _emit(console: Any, data: Any) -> None:
+    console.file.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _when(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%m-%d %H:%M:%S")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _since_ns(seconds: float) -> int:
+    return time.time_ns() - int(seconds * 1e9)
+
+
+def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    rows = store.tenants(since_ns=_since_ns(args.since))
+    if args.json:
+        _emit(console, rows)
+        return 0
+    if not rows:
+        console.print(f"No runs in the last {args.since:g} s in {store.path}.")
+        return 0
+    table = Table(title=f"Tenants, last {args.since / 3600:g} h")
+    columns = ("tenant", "runs", "failed", "p50 ms", "p95 ms", "p99 ms", "tokens", "tool errors")
+    for column in (*columns, "last seen UTC"):
+        table.add_column(column, justify="left" if column == "tenant" else "right")
+    for row in rows:
+        failing = row["failure_rate"] > rules.FAILURE_RATE
+        table.add_row(
+            str(row["tenant"] if row["tenant"] is not None else "(none)"),
+            str(row["runs"]),
+            f"[{'red' if failing else 'green'}]{row['failure_rate']:.1%}[/]",
+            _ms(row["p50_ms"]),
+            _ms(row["p95_ms"]),
+            _ms(row["p99_ms"]),
+            f"{row['tokens']:,}",
+            f"{row['tool_error_rate']:.1%}",
+            _when(row["last_seen_ns"]),
+        )
+    console.print(table)
+    return 0
+
+
+def _traces(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    runs = store.runs(since_ns=_since_ns(args.since), tenant=args.tenant)
+    if args.failed:
+        runs = [r for r in runs if r["failed"]]
+    runs = runs[::-1][: args.limit]
+    if args.json:
+        _emit(console, runs)
+        return 0
+    if not runs:
+        kind = "failed runs" if args.failed else "runs"
+        console.print(f"No {kind} of tenant {args.tenant!r} in the last {args.since:g} s.")
+        return 0
+    table = Table(title=f"{'Failed runs' if args.failed else 'Runs'} of {args.tenant}")
+    for column in ("started UTC", "trace id", "run", "ms", "status", "tokens"):
+        table.add_column(column)
+    for run in runs:
+        status = f"[red]ERROR {run['error_type'] or ''}[/]" if run["failed"] else "[green]ok[/]"
+        table.add_row(
+            _when(run["start_ns"]),
+            run["trace_id"],
+            run["name"],
+            _ms(run["duration_ms"]),
+            status,
+            f"{run['tokens']:,}",
+        )
+    console.print(table)
+    return 0
+
+
+def _label(span: dict[str, Any]) -> str:
+    attributes = span["attributes"]
+    shown = {k: attributes[k] for k in _KEY_ATTRIBUTES if k in attributes}
+    shown.update({k: v for k, v in attributes.items() if not k.startswith(_NOISE)})
+    details = "  ".join(f"[dim]{k}[/]={v}" for k, v in shown.items())
+    text = f"[bold]{span['name']}[/]  {_ms(span['duration_ms'])} ms"
+    if span["status"] == "ERROR":
+        text = f"[red]✗ {text}  {span['status_message'] or ''}[/]"
+    return f"{text}  {details}".rstrip()
+
+
+def _show(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from rich.tree import Tree
+
+    spans = store.trace(args.trace_id)
+    if args.json:
+        _emit(console, spans)
+        return 0 if spans else 1
+    if not spans:
+        console.print(f"[red]No trace {args.trace_id} in {store.path}.[/red]")
+        return 1
+    ids = {s["span_id"] for s in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in spans:
+        parent = span["parent_id"] if span["parent_id"] in ids else None
+        children.setdefault(parent, []).append(span)
+    tenants = sorted({str(s["tenant_id"]) for s in spans if s["tenant_id"]})
+    tree = Tree(f"trace {args.trace_id}  tenant {', '.join(tenants) or '(none)'}")
+
+    def grow(node: Any, parent: str | None) -> None:
+        for span in children.get(parent, []):
+            grow(node.add(_label(span)), span["span_id"])
+
+    grow(tree, None)
+    console.print(tree)
+    return 0
+
+
+def _alerts(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from .alerts import evaluate
+
+    firing = evaluate(store)
+    if args.json:
+        _emit(console, [a.as_dict() for a in firing])
+    elif not firing:
+        console.print("[green]No alert fires.[/green]")
+    else:
+        for alert in firing:
+            console.print(f"[red]FIRING[/red] {alert.rule}  tenant={alert.tenant}  {alert.summary}")
+    return 1 if firing else 0
+
+
+_COMMANDS = {"tenants": _tenants, "traces": _traces, "show": _show, "alerts": _alerts}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Per-tenant metrics: agent runs, token usage, LLM calls, tool calls and rejected requests.
+
+The request lifecycle and the agent API record these instruments (meter ``tenant_trace``);
+`tenant_trace.init` chooses where they go (``metrics=`` / ``OTEL_METRICS_EXPORTER``)::
+
+    name                                 kind       unit           attributes
+    tenant_trace.run.duration            histogram  s              tenant.id, outcome, error.type
+    gen_ai.client.token.usage            histogram  {token}        tenant.id, gen_ai.token.type,
+                                                                   gen_ai.request.model
+    gen_ai.client.operation.duration     histogram  s              tenant.id, gen_ai.request.model,
+                                                                   error.type
+    tenant_trace.tool.calls              counter    {call}         tenant.id, gen_ai.tool.name,
+                                                                   outcome
+    tenant_trace.requests.rejected       counter    {request}      reason (`Rejection.code`)
+    tenant_trace.metrics.tenant_overflow counter    {measurement}  (none)
+
+A run is one traced request, or a `start_trace` run outside any request; ``outcome`` is
+``success`` or ``error``, and an error's ``error.type`` is the run's failure (``StaleData``),
+the exception's class, or the 5xx status code. A rejected request carries no tenant: the
+rejected value is never written to telemetry.
+
+At most `DEFAULT_MAX_TENANTS` distinct ``tenant.id`` values (configurable, plus an allow-list
+that is always kept) appear per process; later ones are recorded as `OTHER` and counted by
+``tenant_trace.metrics.tenant_overflow``. Spans and logs keep the real id. Recording never
+raises into the application.
+"""
+
+from .expose import build_metric_readers, install
+from .record import (
+    DEFAULT_MAX_TENANTS,
+    OTHER,
+    RUN_DURATION_BUCKETS,
+    TenantCap,
+    configure,
+    record_llm_call,
+    record_rejection,
+    record_request,
+    record_run,
+    record_tokens,
+    record_tool_call,
+)
+
+__all__ = [
+    "DEFAULT_MAX_TENANTS",
+    "OTHER",
+    "RUN_DURATION_BUCKETS",
+    "TenantCap",
+    "build_metric_readers",
+    "configure",
+    "install",
+    "record_llm_call",
+    "record_rejection",
+    "record_request",
+    "record_run",
+    "record_tokens",
+    "record_tool_call",
+]

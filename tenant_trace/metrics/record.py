@@ -1,0 +1,262 @@
+"""Recording per-tenant metrics: the instruments, the tenant cap and the ``record_*`` verbs
+the lifecycle and the agent API call. Recording never raises into the application."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+
+from ..context import Tenant, current
+from ..errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_MAX_TENANTS",
+    "OTHER",
+    "RUN_DURATION_BUCKETS",
+    "STREAMS_PER_TENANT",
+    "TenantCap",
+    "configure",
+    "record_llm_call",
+    "record_rejection",
+    "record_request",
+    "record_run",
+    "record_tokens",
+    "record_tool_call",
+]
+
+logger = logging.getLogger("tenant_trace")
+
+METER_NAME = "tenant_trace"
+OTHER = "__other__"
+DEFAULT_MAX_TENANTS = 1000
+#: Agent runs take from milliseconds (a cached answer) to minutes (a long tool loop).
+RUN_DURATION_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+# The bucket boundaries the GenAI semantic conventions advise.
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
+OPERATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
+# Metric streams one tenant may need across outcomes, error types, models and tools: the
+# SDK's per-instrument limit (2000 by default) is raised to this times the tenant cap.
+STREAMS_PER_TENANT = 32
+
+
+class TenantCap:
+    """Which tenant ids metrics keep: the first `limit` seen, plus `always`; others are
+    `OTHER`. Thread-safe; O(1) per call (a set lookup, a lock only to admit a new id).
+
+    Args:
+        limit: distinct tenant ids kept besides `always` (0: only `always`).
+        always: tenant ids that are always kept and do not count toward `limit`.
+    """
+
+    __slots__ = ("_always", "_kept", "_lock", "limit")
+
+    def __init__(self, limit: int = DEFAULT_MAX_TENANTS, always: Iterable[str] = ()) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigurationError("max_metric_tenants must be an integer >= 0")
+        if isinstance(always, str):
+            raise ConfigurationError("metric_tenants must be a collection of tenant ids")
+        self.limit = limit
+        self._always = frozenset(always)
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TenantCap(limit={self.limit}, always={sorted(self._always)!r})"
+
+    @property
+    def always(self) -> frozenset[str]:
+        """The tenant ids always kept."""
+        return self._always
+
+    @property
+    def size(self) -> int:
+        """The most distinct labels this cap gives out, `OTHER` included."""
+        return self.limit + len(self._always) + 1
+
+    def label(self, tenant_id: str) -> str:
+        """`tenant_id`, or `OTHER` once `limit` other ids are kept."""
+        if tenant_id in self._kept or tenant_id in self._always:
+            return tenant_id
+        with self._lock:
+            if tenant_id in self._kept:
+                return tenant_id
+            if len(self._kept) < self.limit:
+                self._kept.add(tenant_id)
+                return tenant_id
+        return OTHER
+
+
+class _Instruments:
+    """The instruments, created once per meter provider, and the tenant cap."""
+
+    __slots__ = (
+        "cap",
+        "llm_duration",
+        "overflow",
+        "provider",
+        "rejected",
+        "run_duration",
+        "tokens",
+        "tools",
+    )
+
+    def __init__(self, provider: otel_metrics.MeterProvider | None, cap: TenantCap) -> None:
+        from .._version import __version__
+
+        meter = otel_metrics.get_meter(METER_NAME, __version__, provider)
+        self.provider = provider
+        self.cap = cap
+        self.run_duration = meter.create_histogram(
+            "tenant_trace.run.duration",
+            unit="s",
+            description="Duration of agent runs (traced requests and start_trace runs).",
+            explicit_bucket_boundaries_advisory=RUN_DURATION_BUCKETS,
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used per LLM call, by token type (input or output).",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.llm_duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of LLM calls.",
+            explicit_bucket_boundaries_advisory=OPERATION_BUCKETS,
+        )
+        self.tools = meter.create_counter(
+            "tenant_trace.tool.calls", unit="{call}", description="Tool calls, by outcome."
+        )
+        self.rejected = meter.create_counter(
+            "tenant_trace.requests.rejected",
+            unit="{request}",
+            description="Requests refused before they reached the application, by reason.",
+        )
+        self.overflow = meter.create_counter(
+            "tenant_trace.metrics.tenant_overflow",
+            unit="{measurement}",
+            description="Measurements recorded as tenant __other__: the tenant cap was full.",
+        )
+
+    def attributes(self, tenant: Tenant | None) -> dict[str, Any]:
+        """The tenant attribute, capped (none when the request has no tenant)."""
+        if tenant is None:
+            return {}
+        label = self.cap.label(tenant.id)
+        if label is OTHER:  # identity: a tenant really named "__other__" is no overflow
+            self.overflow.add(1)
+        return {"tenant.id": label}
+
+
+_instruments: _Instruments | None = None
+_configure_lock = threading.Lock()
+
+
+def configure(
+    *,
+    meter_provider: otel_metrics.MeterProvider | None = None,
+    max_tenants: int | None = None,
+    always_kept: Iterable[str] | None = None,
+) -> _Instruments:
+    """(Re)create the instruments on `meter_provider` (at first: the global one) with a new
+    tenant cap; what is not given keeps its current value. `init()` calls this."""
+    global _instruments
+    with _configure_lock:
+        old = _instruments
+        if meter_provider is None and old is not None:
+            meter_provider = old.provider
+        if old is not None and max_tenants is None and always_kept is None:
+            cap = old.cap  # the same cap: the tenants it kept stay kept
+        else:
+            default = old.cap if old is not None else TenantCap()
+            cap = TenantCap(
+                default.limit if max_tenants is None else max_tenants,
+                default.always if always_kept is None else always_kept,
+            )
+        _instruments = instruments = _Instruments(meter_provider, cap)
+    return instruments
+
+
+def _get() -> _Instruments:
+    return _instruments or configure()
+
+
+def record_run(tenant: Tenant | None, started: float, error_type: str | None) -> None:
+    """A run ended: `started` is its `time.monotonic()` start; `error_type` says it failed."""
+    try:
+        instruments = _get()
+        attributes = instruments.attributes(tenant)
+        attributes["outcome"] = "error" if error_type else "success"
+        if error_type:
+            attributes["error.type"] = error_type
+        instruments.run_duration.record(time.monotonic() - started, attributes)
+    except Exception:
+        logger.debug("tenant_trace: could not record a run metric", exc_info=True)
+
+
+def record_request(
+    tenant: Tenant | None,
+    started: float,
+    failure: str | None,
+    exception: BaseException | None,
+    status: int | None,
+) -> None:
+    """A request ended: a run that failed (`failure`), raised, or answered 5xx is an error."""
+    if failure is None and exception is not None:
+        failure = type(exception).__qualname__
+    if failure is None and status is not None and status >= 500:
+        failure = str(status)
+    record_run(tenant, started, failure)
+
+
+def record_tokens(call: Mapping[str, str], input_tokens: int, output_tokens: int) -> None:
+    """Token usage of one LLM call of the current tenant; `call` holds the call's
+    ``gen_ai.operation.name``, ``gen_ai.provider.name`` and ``gen_ai.request.model``."""
+    try:
+        instruments = _get()
+        attributes = instruments.attributes(current())
+        attributes.update(call)
+        instruments.tokens.record(input_tokens, {**attributes, "gen_ai.token.type": "input"})
+        instruments.tokens.record(output_tokens, {**attributes, "gen_ai.token.type": "output"})
+    except Exception:
+        logger.debug("tenant_trace: could not record a token metric", exc_info=True)
+
+
+def record_llm_call(call: Mapping[str, str], seconds: float, error: BaseException | None) -> None:
+    """An LLM call of the current tenant ended (with `error` when it raised)."""
+    try:
+        instruments = _get()
+        attributes = instruments.attributes(current())
+        attributes.update(call)
+        if error is not None and not isinstance(error, GeneratorExit):
+            attributes["error.type"] = type(error).__qualname__
+        instruments.llm_duration.record(seconds, attributes)
+    except Exception:
+        logger.debug("tenant_trace: could not record an LLM metric", exc_info=True)
+
+
+def record_tool_call(name: str, failed: bool) -> None:
+    """A tool call of the current tenant ended."""
+    try:
+        instruments = _get()
+        attributes = instruments.attributes(current())
+        attributes["gen_ai.tool.name"] = name
+        attributes["outcome"] = "error" if failed else "success"
+        instruments.tools.add(1, attributes)
+    except Exception:
+        logger.debug("tenant_trace: could not record a tool metric", exc_info=True)
+
+
+def record_rejection(code: str) -> None:
+    """A request was refused with a `Rejection` of this `code`."""
+    try:
+        _get().rejected.add(1, {"reason": code})
+    except Exception:
+        logger.debug("tenant_trace: could not record a rejection metric", exc_info=True)

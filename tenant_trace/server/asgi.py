@@ -1,0 +1,130 @@
+"""A pure ASGI middleware (never BaseHTTPMiddleware, which does not carry context variables).
+
+The tenant context and the root span cover the whole ``await app(...)``: every body chunk
+of a streamed response, and background tasks that Starlette runs after the response, are
+attributed to the request. ``lifespan`` and other scopes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .. import metrics
+from ..errors import Rejection
+from .lifecycle import RequestTracer, current_request
+from ..resolve.policy import TenantPolicy, build_policy
+from ..resolve.view import RequestView
+
+__all__ = ["TenantTraceASGIMiddleware"]
+
+logger = logging.getLogger("tenant_trace")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TenantTraceASGIMiddleware:
+    """Resolve the tenant, keep it in context and trace the request.
+
+    Args:
+        app: the ASGI application.
+        policy: a `TenantPolicy`; or give its options (``resolver=``, ``required=``,
+            ``default=``, ``allowed=``, ``pattern=``, ``exclude_paths=``) directly.
+        tracer_provider: the provider for the root span (default: the global one).
+        tracing: ``False`` keeps the tenant context only, with no span.
+        route_getter: reads the matched route template from the scope after the app ran;
+            by default the ``path`` of ``scope["route"]``, which Starlette's router sets.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: TenantPolicy | None = None,
+        tracer_provider: Any = None,
+        tracing: bool = True,
+        route_getter: Callable[[Scope], str | None] | None = None,
+        **policy_options: Any,
+    ) -> None:
+        self.app = app
+        self.policy = build_policy(policy, **policy_options)
+        self.tracer = RequestTracer(tracer_provider=tracer_provider, tracing=tracing)
+        self.route_getter = route_getter or route_template
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if (
+            kind not in ("http", "websocket")
+            or current_request() is not None  # installed twice: the outer one owns the request
+            or self.policy.is_excluded(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        view = RequestView.from_asgi(scope)
+        try:
+            tenant = await self.policy.aresolve(view)
+        except Rejection as rejection:
+            await _refuse(scope, send, rejection)
+            return
+        # Also on request.state, for code that runs outside the middleware (Starlette's
+        # catch-all 500 handler runs outermost, after the tenant context has ended).
+        scope.setdefault("state", {})["tenant_id"] = tenant and tenant.id
+        request = self.tracer.start(view, tenant, websocket=kind == "websocket")
+        started = False
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                request.set_status_code(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Rejection as rejection:
+            # Raised by the application itself (`require_tenant`): answered like ours.
+            if started or kind != "http":
+                request.record_exception(rejection)
+                raise
+            request.set_status_code(rejection.status)
+            await _refuse(scope, send, rejection)
+        except BaseException as exc:
+            request.record_exception(exc)
+            raise
+        finally:
+            try:
+                request.set_route(self.route_getter(scope))
+            except Exception:
+                logger.debug("tenant_trace: route_getter failed", exc_info=True)
+            request.end()
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route the router matched (``/items/{item_id}``), if any."""
+    return getattr(scope.get("route"), "path", None)
+
+
+async def _refuse(scope: Scope, send: Send, rejection: Rejection) -> None:
+    """Answer with the rejection's status and JSON body (HTTP, or a websocket denial)."""
+    metrics.record_rejection(rejection.code)
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rejection.response_headers()]
+    body = rejection.body()
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": rejection.status,
+                "headers": headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": rejection.code})

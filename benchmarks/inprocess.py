@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks.bare import flask_app, starlette_app
 from tenant_trace import metrics
-from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.export.processor import TenantSpanProcessor
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 SECRET = "benchmark-secret-of-at-least-32-bytes!!"

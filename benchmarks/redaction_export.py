@@ -27,8 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tenant_trace.redaction.redactor import Redactor
-from tenant_trace.redaction.exporter import RedactingSpanExporter
+from tenant_trace.redaction import RedactingSpanExporter, Redactor
 
 N = 5_000
 ROUNDS = 7

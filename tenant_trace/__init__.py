@@ -1,13 +1,40 @@
 """tenant-trace: per-tenant tracing, logs and metrics for AI-agent web services.
 
 Resolve the tenant of every request, keep it in context, open the root agent span and stamp
-``tenant.id`` on every span the request produces.
+``tenant.id`` on every span the request produces. This module is the public facade; the
+rooms behind it are `resolve`, `server`, `agent`, `propagate`, `export`, `redaction`,
+`metrics`, `logs` and `local`.
+
+The current things are read with ``get_current_*``: `get_current_tenant`,
+`get_current_tenant_source`, `get_current_request`, `get_current_step` (the names before
+0.2, ``get_tenant_source``, ``current_request`` and ``current_step``, still work).
 """
 
+from ._version import __version__
+from .agent import (
+    GENAI_SEMCONV_VERSION,
+    LLMCall,
+    Memory,
+    Retrieval,
+    Run,
+    RunBudget,
+    Step,
+    ToolCall,
+    get_current_step,
+    llm_call,
+    memory,
+    retrieval,
+    start_trace,
+    sub_agent,
+    tool_call,
+)
+from .agent.handles import current_step
 from .context import (
     Tenant,
     get_current_tenant,
+    get_current_tenant_source,
     get_tenant_source,
+    require_tenant,
     set_tenant,
     tenant_context,
     validate_tenant_id,
@@ -20,45 +47,35 @@ from .errors import (
     RunBudgetExceeded,
     TenantTraceError,
 )
-from .server.lifecycle import current_request
-from .logs.record import TenantLogFilter, configure_logging
-from .resolve.policy import TenantPolicy
-from .export.processor import TenantSpanProcessor
-from .propagate.http import outbound_headers, propagate_httpx, propagate_requests
-from .redaction.redactor import Redactor
-from .redaction.exporter import RedactingSpanExporter
-from .resolve.view import RequestView
-from .resolve.resolvers import (
+from .export import TenantSampler, TenantSpanProcessor
+from .logs import TenantLogFilter, configure_logging
+from .propagate import (
+    ContextExecutor,
+    carry_context,
+    instrument_celery,
+    instrument_threads,
+    outbound_headers,
+    propagate_httpx,
+    propagate_requests,
+    uninstrument_celery,
+    uninstrument_threads,
+)
+from .redaction import RedactingSpanExporter, Redactor
+from .resolve import (
     BaggageResolver,
     ChainResolver,
     HeaderResolver,
+    JWTResolver,
     PathResolver,
+    RequestView,
     SubdomainResolver,
+    TenantPolicy,
     TrustedHeaderResolver,
     as_resolver,
 )
-from .agent.rollup import RunBudget
-from .export.sampling import TenantSampler
+from .server import TenantTraceASGIMiddleware, TenantTraceWSGIMiddleware, get_current_request
+from .server.lifecycle import current_request
 from .setup import init
-from .agent.api import (
-    GENAI_SEMCONV_VERSION,
-    llm_call,
-    memory,
-    retrieval,
-    start_trace,
-    sub_agent,
-    tool_call,
-)
-from .agent.handles import current_step
-from .propagate.threads import (
-    ContextExecutor,
-    carry_context,
-    instrument_threads,
-    uninstrument_threads,
-)
-from .resolve.jwt import JWTResolver
-
-from ._version import __version__
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
@@ -69,21 +86,29 @@ __all__ = [
     "HeaderResolver",
     "InvalidTenantError",
     "JWTResolver",
+    "LLMCall",
+    "Memory",
     "MissingDependencyError",
     "PathResolver",
     "RedactingSpanExporter",
     "Redactor",
     "Rejection",
+    "RequestView",
+    "Retrieval",
+    "Run",
     "RunBudget",
     "RunBudgetExceeded",
-    "RequestView",
+    "Step",
     "SubdomainResolver",
     "Tenant",
     "TenantLogFilter",
     "TenantPolicy",
     "TenantSampler",
     "TenantSpanProcessor",
+    "TenantTraceASGIMiddleware",
     "TenantTraceError",
+    "TenantTraceWSGIMiddleware",
+    "ToolCall",
     "TrustedHeaderResolver",
     "__version__",
     "as_resolver",
@@ -91,21 +116,27 @@ __all__ = [
     "configure_logging",
     "current_request",
     "current_step",
+    "get_current_request",
+    "get_current_step",
     "get_current_tenant",
+    "get_current_tenant_source",
     "get_tenant_source",
     "init",
+    "instrument_celery",
     "instrument_threads",
     "llm_call",
     "memory",
     "outbound_headers",
     "propagate_httpx",
     "propagate_requests",
+    "require_tenant",
     "retrieval",
     "set_tenant",
     "start_trace",
     "sub_agent",
     "tenant_context",
     "tool_call",
+    "uninstrument_celery",
     "uninstrument_threads",
     "validate_tenant_id",
 ]

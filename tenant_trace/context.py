@@ -17,6 +17,7 @@ from .errors import InvalidTenantError, missing_tenant
 __all__ = [
     "Tenant",
     "get_current_tenant",
+    "get_current_tenant_source",
     "get_tenant_source",
     "require_tenant",
     "set_tenant",
@@ -105,10 +106,13 @@ def require_tenant() -> str:
     return tenant.id
 
 
-def get_tenant_source() -> str | None:
+def get_current_tenant_source() -> str | None:
     """Where the current tenant came from (``header``, ``jwt``, ...), or ``None``."""
     tenant = _current.get()
     return None if tenant is None else tenant.source
+
+
+get_tenant_source = get_current_tenant_source  # the name before 0.2
 
 
 def current() -> Tenant | None:

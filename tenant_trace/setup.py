@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from .config import settings
 from .context import set_tenant_pattern
-from .errors import ConfigurationError
-from .metrics import install as install_metrics
-from .export.otlp import env, otlp_exporter
+from .export.otlp import env
+from .export.pipeline import batch_processor, build_exporters
 from .export.processor import TenantSpanProcessor
-from .redaction.redactor import Redactor, configure_redaction
-from .redaction.exporter import RedactingSpanExporter
 from .export.sampling import ENV as SAMPLING_ENV
 from .export.sampling import TenantSampler
+from .metrics import install as install_metrics
+from .redaction import Redactor, configure_redaction
 
-__all__ = ["build_exporters", "init"]
+__all__ = ["init"]
 
 logger = logging.getLogger("tenant_trace")
 _lock = threading.Lock()
@@ -111,7 +107,7 @@ def init(
         if prices is not None:
             settings.prices = dict(prices)
         if json_logs:
-            from .logs.record import configure_logging
+            from .logs import configure_logging
 
             configure_logging()
         if instrument_threads:
@@ -157,53 +153,3 @@ def init(
         if provider is not current:
             trace.set_tracer_provider(provider)
         return provider
-
-
-def batch_processor(
-    exporter: SpanExporter, redactor: Redactor | None = None, **options: Any
-) -> SpanProcessor:
-    """Export off the request path, with a bounded queue that drops rather than blocks (a
-    dead collector costs no request any time); with a `redactor`, spans are scrubbed on the
-    export thread. The SDK's own processor metrics are switched on (unless the application
-    set ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), so dropped spans are counted as
-    ``otel.sdk.processor.span.processed{error.type="queue_full"}``.
-
-    Args:
-        options: `BatchSpanProcessor` arguments (``max_queue_size=``, ``meter_provider=`` ...).
-    """
-    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
-    if redactor is not None:
-        exporter = RedactingSpanExporter(exporter, redactor)
-    return BatchSpanProcessor(exporter, **options)
-
-
-def build_exporters(
-    exporter: str | SpanExporter | Sequence[SpanExporter] | None,
-    endpoint: str | None = None,
-    protocol: str | None = None,
-) -> list[SpanExporter]:
-    """The span exporters named by `exporter` or, when it is ``None``, by OTEL_* variables."""
-    if isinstance(exporter, SpanExporter):
-        return [exporter]
-    if exporter is not None and not isinstance(exporter, str):
-        return list(exporter)
-    configured = (
-        endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
-    # With no exporter and no endpoint configured, spans go to the embedded local store.
-    names = exporter or env("OTEL_TRACES_EXPORTER") or ("otlp" if configured else "local")
-    result: list[SpanExporter] = []
-    for name in (n.strip().lower() for n in names.split(",")):
-        if name == "console":
-            result.append(ConsoleSpanExporter())
-        elif name == "otlp":
-            result.append(otlp_exporter("traces", endpoint, protocol))
-        elif name == "local":
-            from .export.store import SQLiteSpanExporter
-
-            result.append(SQLiteSpanExporter())
-        elif name != "none":
-            raise ConfigurationError(
-                f"unknown traces exporter {name!r} (console, otlp, local or none)"
-            )
-    return result

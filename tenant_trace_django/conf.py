@@ -14,12 +14,12 @@ from typing import Any
 from django.conf import settings
 
 from tenant_trace.errors import ConfigurationError
-from tenant_trace.server.lifecycle import TRACER_OPTIONS, RequestTracer
 from tenant_trace.resolve.policy import POLICY_OPTIONS, TenantPolicy, build_policy
+from tenant_trace.server.lifecycle import MIDDLEWARE_OPTIONS, TRACER_OPTIONS, RequestTracer
 
 __all__ = ["OPTIONS", "Settings", "build", "conf", "parse"]
 
-OPTIONS = frozenset(POLICY_OPTIONS + TRACER_OPTIONS)
+OPTIONS = frozenset(MIDDLEWARE_OPTIONS)
 
 
 class Settings:

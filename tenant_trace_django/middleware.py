@@ -1,35 +1,31 @@
 """Django middleware: ``"tenant_trace_django.middleware.TenantTraceMiddleware"`` in MIDDLEWARE.
 
-Sync and async capable. ``__call__`` and ``__acall__`` each set the tenant and open the root
-span, call the rest of the chain and reset the context in one frame, so that Django's
+Sync and async capable. ``__call__`` and ``__acall__`` each resolve the tenant, run the rest
+of the chain inside the core's request block and leave it in one frame, so that Django's
 sync/async adaptation never sees a context variable reset in another context. A streamed
-response takes the span over: the context is reset before the middleware returns, entered
-again around each chunk, and the span ends after the last chunk or when the server closes
-the response (a client that went away).
+response takes the span over (the core's `ActiveRequest.stream`): its chunks are made in
+the request's context and the span ends after the last one, or when the server closes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import cast
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from tenant_trace import metrics
-from tenant_trace.context import get_current_tenant
+from tenant_trace.context import Tenant, get_current_tenant
 from tenant_trace.errors import ConfigurationError, Rejection
-from tenant_trace.server.lifecycle import ActiveRequest, current_request
 from tenant_trace.resolve.view import RequestView
+from tenant_trace.server.lifecycle import ActiveRequest, get_current_request
+from tenant_trace.server.refusal import refuse
 
 from .conf import build, conf, parse
 
 __all__ = ["TenantTraceMiddleware", "rejection_response", "request_view"]
-
-GetResponse = Callable[[HttpRequest], HttpResponseBase]
-AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 # The exception a view raised, kept until the response shows whether it became a server
 # error (Django turns Http404, PermissionDenied ... into 4xx responses, which are no error).
@@ -51,11 +47,10 @@ class TenantTraceMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: GetResponse | AsyncGetResponse) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            # Django then awaits __call__, which hands over to __acall__.
+        if self.async_mode:  # Django then awaits __call__, which hands over to __acall__
             markcoroutinefunction(self)
         try:
             self.policy, self.tracer = build(parse(conf.TENANT_TRACE))
@@ -68,58 +63,26 @@ class TenantTraceMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        get_response = cast(GetResponse, self.get_response)
         if self._stays_out(request):
-            request.tenant_id = get_current_tenant()  # type: ignore[attr-defined]
-            return get_response(request)
+            return cast(HttpResponseBase, self.get_response(request))
         view = request_view(request)
         try:
             tenant = self.policy.resolve(view)
         except Rejection as rejection:
             return rejection_response(rejection)
-        request.tenant_id = tenant and tenant.id  # type: ignore[attr-defined]
-        active = self.tracer.start(view, tenant)
-        streaming = False
-        try:
-            response = get_response(request)
-            streaming = _settle(request, response, active)
-        except BaseException as exc:
-            active.set_route(_route(request))
-            active.record_exception(exc)
-            raise
-        finally:
-            if streaming:
-                active.detach()
-            else:
-                active.end()
-        return response
+        with self._traced(request, view, tenant) as active:
+            return _settle(request, self.get_response(request), active)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        get_response = cast(AsyncGetResponse, self.get_response)
         if self._stays_out(request):
-            request.tenant_id = get_current_tenant()  # type: ignore[attr-defined]
-            return await get_response(request)
+            return cast(HttpResponseBase, await self.get_response(request))
         view = request_view(request)
         try:
             tenant = await self.policy.aresolve(view)
         except Rejection as rejection:
             return rejection_response(rejection)
-        request.tenant_id = tenant and tenant.id  # type: ignore[attr-defined]
-        active = self.tracer.start(view, tenant)
-        streaming = False
-        try:
-            response = await get_response(request)
-            streaming = _settle(request, response, active)
-        except BaseException as exc:
-            active.set_route(_route(request))
-            active.record_exception(exc)
-            raise
-        finally:
-            if streaming:
-                active.detach()
-            else:
-                active.end()
-        return response
+        with self._traced(request, view, tenant) as active:
+            return _settle(request, await self.get_response(request), active)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer a `Rejection` raised by a view; keep any other exception for the span."""
@@ -131,7 +94,14 @@ class TenantTraceMiddleware:
     def _stays_out(self, request: HttpRequest) -> bool:
         """An excluded path, or a request already traced (this middleware installed twice,
         or Django run behind the tenant-trace ASGI/WSGI middleware)."""
-        return current_request() is not None or self.policy.is_excluded(request.path_info)
+        if get_current_request() is None and not self.policy.is_excluded(request.path_info):
+            return False
+        request.tenant_id = get_current_tenant()  # type: ignore[attr-defined]
+        return True
+
+    def _traced(self, request: HttpRequest, view: RequestView, tenant: Tenant | None) -> Any:
+        request.tenant_id = tenant and tenant.id  # type: ignore[attr-defined]
+        return self.tracer.request(view, tenant, route=lambda: _route(request))
 
 
 def request_view(request: HttpRequest) -> RequestView:
@@ -147,10 +117,8 @@ def request_view(request: HttpRequest) -> RequestView:
 
 def rejection_response(rejection: Rejection) -> HttpResponse:
     """The response to a `Rejection`: its status, headers and JSON body, byte for byte."""
-    metrics.record_rejection(rejection.code)
-    return HttpResponse(
-        rejection.body(), status=rejection.status, headers=dict(rejection.response_headers())
-    )
+    refusal = refuse(rejection)
+    return HttpResponse(refusal.body, status=refusal.status, headers=dict(refusal.headers))
 
 
 def _route(request: HttpRequest) -> str | None:
@@ -159,87 +127,29 @@ def _route(request: HttpRequest) -> str | None:
     return match.route if match is not None else None
 
 
-def _settle(request: HttpRequest, response: HttpResponseBase, active: ActiveRequest) -> bool:
-    """Record the response on the span; ``True`` when a streamed body takes the span over."""
-    active.set_route(_route(request))
+def _settle(
+    request: HttpRequest, response: HttpResponseBase, active: ActiveRequest
+) -> HttpResponseBase:
+    """Record the response on the request; a streamed body takes the span over."""
     active.set_status_code(response.status_code)
     exception = getattr(request, _EXCEPTION, None)
     if exception is not None and response.status_code >= 500:
         active.record_exception(exception)
     if not isinstance(response, StreamingHttpResponse):
-        return False
+        return response
     if getattr(response, "file_to_stream", None) is not None:
         # A FileResponse the server may send with wsgi.file_wrapper: leave its body alone
         # (no application code runs while a file is sent) and end the span when it closes.
         closers = getattr(response, "_resource_closers", None)
-        if closers is None:
-            return False
-        closers.append(active.finish)
-        return True
-    # The response calls close() of its content when it is closed, so a body left unfinished
-    # by a client that disconnected still ends the span.
-    if response.is_async:
-        response.streaming_content = _AsyncBody(
-            cast(AsyncIterator[bytes], response.streaming_content), active
+        if closers is not None:
+            active.hand_over()
+            closers.append(active.finish)
+    elif response.is_async:
+        response.streaming_content = active.astream(
+            cast(AsyncIterator[bytes], response.streaming_content)
         )
     else:
-        response.streaming_content = _SyncBody(
-            cast(Iterator[bytes], response.streaming_content), active
+        response.streaming_content = active.stream(
+            cast(Iterator[bytes], response.streaming_content)
         )
-    return True
-
-
-class _SyncBody:
-    """A streamed body whose chunks are made in their request's context."""
-
-    __slots__ = ("_chunks", "_request")
-
-    def __init__(self, chunks: Iterator[bytes], request: ActiveRequest) -> None:
-        self._chunks = chunks
-        self._request = request
-
-    def __iter__(self) -> _SyncBody:
-        return self
-
-    def __next__(self) -> bytes:
-        with self._request.activated():
-            try:
-                return next(self._chunks)
-            except StopIteration:
-                self._request.finish()
-                raise
-            except BaseException as exc:
-                self._request.record_exception(exc)
-                self._request.finish()
-                raise
-
-    def close(self) -> None:
-        self._request.finish()
-
-
-class _AsyncBody:
-    """An async streamed body whose chunks are made in their request's context."""
-
-    __slots__ = ("_chunks", "_request")
-
-    def __init__(self, chunks: AsyncIterator[bytes], request: ActiveRequest) -> None:
-        self._chunks = chunks
-        self._request = request
-
-    def __aiter__(self) -> _AsyncBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        with self._request.activated():
-            try:
-                return await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self._request.finish()
-                raise
-            except BaseException as exc:  # an error, or the server cancelled the request
-                self._request.record_exception(exc)
-                self._request.finish()
-                raise
-
-    def close(self) -> None:
-        self._request.finish()
+    return response

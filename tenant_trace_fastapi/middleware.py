@@ -11,7 +11,7 @@ class TenantTraceMiddleware(TenantTraceASGIMiddleware):
     """``app.add_middleware(TenantTraceMiddleware, header="X-Tenant-ID", ...)``.
 
     Takes the options of `tenant_trace.server.asgi.TenantTraceASGIMiddleware` and of
-    `tenant_trace.resolve.policy.build_policy` (``header=``, ``jwt=``, ``subdomain=``, ``resolver=``,
+    `tenant_trace.resolve.build_policy` (``header=``, ``jwt=``, ``subdomain=``, ``resolver=``,
     ``required=``, ``default=``, ``allowed=``, ``exclude_paths=`` ...). The route template
     FastAPI matched is recorded as ``http.route``.
     """

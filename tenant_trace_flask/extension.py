@@ -11,13 +11,13 @@ turns into a 500 recorded on the span.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tenant_trace import metrics
 from tenant_trace.context import get_current_tenant, require_tenant
 from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
-from tenant_trace.server.lifecycle import TRACER_OPTIONS, current_request
-from tenant_trace.resolve.policy import POLICY_OPTIONS
+from tenant_trace.resolve.policy import unknown_options
+from tenant_trace.server.lifecycle import MIDDLEWARE_OPTIONS, MiddlewareOptions, get_current_request
+from tenant_trace.server.refusal import refuse
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 try:
@@ -31,7 +31,10 @@ EXTENSION_KEY = "tenant_trace"
 CONFIG_PREFIX = "TENANT_TRACE_"
 #: The options of the core middleware and of its policy; each one is also read from
 #: ``app.config["TENANT_TRACE_<NAME>"]`` (``TENANT_TRACE_EXCLUDE_PATHS`` ...).
-OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
+OPTIONS = MIDDLEWARE_OPTIONS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class TenantTrace:
@@ -59,10 +62,10 @@ class TenantTrace:
 
     __slots__ = ("_options",)
 
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(self, app: Flask | None = None, **options: Unpack[MiddlewareOptions]) -> None:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ConfigurationError(f"unknown tenant-trace option(s): {', '.join(unknown)}")
+            raise ConfigurationError(unknown_options(unknown, OPTIONS))
         self._options = options
         if app is not None:
             self.init_app(app)
@@ -89,9 +92,10 @@ class TenantTrace:
     def options_for(self, app: Flask) -> dict[str, Any]:
         """The options in effect for `app`: keyword arguments over ``app.config``."""
         settings = {k for k in app.config if k.startswith(CONFIG_PREFIX)}
-        unknown = sorted(settings - {CONFIG_PREFIX + name.upper() for name in OPTIONS})
+        known = [CONFIG_PREFIX + name.upper() for name in OPTIONS]
+        unknown = sorted(settings - set(known))
         if unknown:
-            raise ConfigurationError(f"unknown tenant-trace setting(s): {', '.join(unknown)}")
+            raise ConfigurationError(unknown_options(unknown, known, "setting"))
         options = {
             name: app.config[CONFIG_PREFIX + name.upper()]
             for name in OPTIONS
@@ -102,14 +106,14 @@ class TenantTrace:
 
 
 def _answer_rejection(rejection: Rejection) -> Response:
-    metrics.record_rejection(rejection.code)
-    return Response(rejection.body(), rejection.status, rejection.response_headers())
+    refusal = refuse(rejection)
+    return Response(refusal.body, refusal.status, refusal.headers)
 
 
 def _bind_request(sender: Flask, **extra: Any) -> None:
     # request_started comes before every before_request function, once the URL is matched.
     g.tenant_id = get_current_tenant()
-    active = current_request()
+    active = get_current_request()
     if active is not None and request.url_rule is not None:
         active.set_route(request.url_rule.rule)
 
@@ -121,6 +125,6 @@ def _record_handled_exception(sender: Flask, exception: Exception, **extra: Any)
     propagate = sender.config.get("PROPAGATE_EXCEPTIONS")
     if propagate is None:
         propagate = sender.testing or sender.debug
-    active = current_request()
+    active = get_current_request()
     if not propagate and active is not None:
         active.record_exception(exception)

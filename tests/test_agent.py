@@ -19,8 +19,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import tenant_trace
 from examples.agent import STALE_TENANT, is_stale
-from tenant_trace.config import settings
 from tenant_trace.agent.handles import current_step
+from tenant_trace.config import settings
 from tests.conftest import Spans
 
 tracer = trace.get_tracer("tests.agent")

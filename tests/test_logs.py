@@ -41,7 +41,7 @@ import tenant_trace
 import tests.test_django  # noqa: F401  (configures Django the way the Django tests do)
 from tenant_trace import ConfigurationError, MissingDependencyError, configure_logging
 from tenant_trace.config import settings
-from tenant_trace.logs.record import (
+from tenant_trace.logs import (
     FIELDS,
     REDACTION_FAILED,
     OtelLogHandler,
@@ -632,7 +632,7 @@ def test_agent_id_is_kept_when_the_run_is_sampled_out(lines: Lines) -> None:
 def test_default_redactor_masks_secret_fields_and_keeps_tracebacks_whole(lines: Lines) -> None:
     """With init()'s Redactor: a ``password`` extra is masked whole, PII in the message is
     replaced, and a long traceback is not cut at the span attribute limit."""
-    from tenant_trace.redaction.redactor import SECRET, Redactor
+    from tenant_trace.redaction import SECRET, Redactor
 
     settings.redact = Redactor()
     try:

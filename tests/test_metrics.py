@@ -29,9 +29,9 @@ from starlette.testclient import TestClient
 
 import tenant_trace
 from tenant_trace import ConfigurationError, Rejection, metrics
-from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.context import Tenant, require_tenant
 from tenant_trace.metrics import OTHER, RUN_DURATION_BUCKETS, TenantCap, build_metric_readers
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
 from tests.fresh import run_fresh

@@ -18,7 +18,6 @@ from opentelemetry import context as otel_context
 
 import tenant_trace
 from tenant_trace import BaggageResolver, ConfigurationError, Rejection, RequestView
-from tenant_trace.resolve.policy import TenantPolicy, build_policy
 from tenant_trace.propagate.http import (
     INTERNAL_TENANT_HEADER,
     inject,
@@ -27,6 +26,7 @@ from tenant_trace.propagate.http import (
     propagate_requests,
     requests_adapter,
 )
+from tenant_trace.resolve.policy import TenantPolicy, build_policy
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
 

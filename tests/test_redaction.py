@@ -34,16 +34,16 @@ from opentelemetry.trace import Link, Status, StatusCode
 import tenant_trace
 from tenant_trace.config import settings
 from tenant_trace.errors import ConfigurationError
-from tenant_trace.redaction.redactor import (
+from tenant_trace.redaction import (
     KEEP_KEYS,
     SECRET,
+    RedactingSpanExporter,
     Redactor,
     configure_redaction,
     is_secret_key,
     redact_attributes,
 )
 from tenant_trace.redaction.detectors import iban_is_valid, luhn_is_valid
-from tenant_trace.redaction.exporter import RedactingSpanExporter
 from tests.conftest import Spans
 from tests.fresh import run_fresh
 
@@ -570,8 +570,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 import tenant_trace
 from tenant_trace.config import settings
-from tenant_trace.redaction.redactor import Redactor
-from tenant_trace.redaction.exporter import RedactingSpanExporter
+from tenant_trace.redaction import Redactor
+from tenant_trace.redaction import RedactingSpanExporter
 
 PROMPT = {PROMPT!r}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tenant_trace.redaction.redactor import Redactor
+from tenant_trace.redaction import Redactor
 
 # Every true example is tried in each of these places: alone, inside a sentence, inside JSON.
 TEMPLATES = ("{}", "Customer wrote: {}, please check.", '{{"note": "{}", "n": 2}}')

@@ -27,8 +27,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import tenant_trace
-from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.export.processor import TenantSpanProcessor
+from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.setup import batch_processor
 from tests.servers.load import interleaved, mismatches
 from tests.servers.process import serve

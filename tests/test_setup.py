@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tenant_trace import ConfigurationError
-from tenant_trace.setup import build_exporters
+from tenant_trace.export import build_exporters
 from tests.fresh import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,9 @@ def test_init_twice_is_harmless() -> None:
     assert result["same"]
     assert result["is_global"]
     assert result["tenant_processors"] == 1
-    assert result["exporters"] == ["tenant_trace.export.store.SQLiteSpanExporter"]  # the first call's
+    assert result["exporters"] == [
+        "tenant_trace.export.store.SQLiteSpanExporter"
+    ]  # the first call's
 
 
 def test_the_applications_provider_is_kept_and_stamped() -> None:

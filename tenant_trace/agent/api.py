@@ -14,30 +14,20 @@ generative AI, version `GENAI_SEMCONV_VERSION`.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind
 
 from ..context import Tenant, attach, current, detach, validate_tenant_id
-from ..server.lifecycle import current_request
+from ..telemetry import tracer
+from . import rollup
+from .handles import TENANT_CARRIER_KEY, LLMCall, Memory, Retrieval, Run, ToolCall
 from .rollup import RunBudget
-from .handles import (
-    TENANT_CARRIER_KEY,
-    LLMCall,
-    Memory,
-    Retrieval,
-    Run,
-    Step,
-    ToolCall,
-    run_totals,
-)
+from .spec import StepSpec
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
@@ -53,150 +43,6 @@ logger = logging.getLogger("tenant_trace")
 
 GENAI_SEMCONV_VERSION = "1.44.0"
 
-H = TypeVar("H", bound="Step")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _tracer() -> trace.Tracer:
-    from .._version import __version__
-
-    return trace.get_tracer("tenant_trace.agent", __version__)
-
-
-class _Spec(Generic[H]):
-    """A step to open: ``with`` / ``async with`` give a fresh handle each time, and as a
-    decorator every call of the function is one step."""
-
-    __slots__ = ("_open", "_stack")
-
-    def __init__(self, open_: Callable[[], H]) -> None:
-        self._open = open_
-        self._stack: list[H] = []
-
-    def __enter__(self) -> H:
-        handle = self._open()
-        handle._activate()
-        self._stack.append(handle)
-        return handle
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        handle = self._stack.pop()
-        handle._deactivate()
-        handle._close(exc)
-
-    async def __aenter__(self) -> H:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, func: F) -> F:
-        if inspect.isasyncgenfunction(func):
-            return cast(F, self._wrap_async_generator(func))
-        if inspect.isgeneratorfunction(func):
-            return cast(F, self._wrap_generator(func))
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._open_for_call() as handle:
-                    return _observe(handle, await func(*args, **kwargs))
-
-            return cast(F, async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._open_for_call() as handle:
-                return _observe(handle, func(*args, **kwargs))
-
-        return cast(F, wrapper)
-
-    @contextmanager
-    def _open_for_call(self) -> Iterator[H]:
-        handle = self._open()
-        handle._activate()
-        try:
-            yield handle
-        except BaseException as exc:
-            handle._deactivate()
-            handle._close(exc)
-            raise
-        handle._deactivate()
-        handle._close(None)
-
-    def _wrap_generator(
-        self, func: Callable[..., Generator[Any, Any, Any]]
-    ) -> Callable[..., Generator[Any, Any, Any]]:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            handle = self._open()
-            error: BaseException | None = None
-            try:
-                # The step is current only while the generator runs, never across a yield,
-                # so interleaved consumers cannot see each other's steps.
-                with handle._active():
-                    inner = func(*args, **kwargs)
-                first = True
-                while True:
-                    with handle._active():
-                        try:
-                            item = next(inner)
-                        except StopIteration as stop:
-                            return stop.value
-                    if first:
-                        handle._first_chunk()
-                        first = False
-                    yield item
-            except BaseException as exc:
-                error = exc
-                if isinstance(exc, GeneratorExit):
-                    with handle._active():
-                        inner.close()
-                raise
-            finally:
-                handle._close(error)
-
-        return wrapper
-
-    def _wrap_async_generator(
-        self, func: Callable[..., AsyncGenerator[Any, Any]]
-    ) -> Callable[..., AsyncGenerator[Any, Any]]:
-        @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            handle = self._open()
-            error: BaseException | None = None
-            try:
-                with handle._active():
-                    inner = func(*args, **kwargs)
-                first = True
-                while True:
-                    with handle._active():
-                        try:
-                            item = await inner.__anext__()
-                        except StopAsyncIteration:
-                            return
-                    if first:
-                        handle._first_chunk()
-                        first = False
-                    yield item
-            except BaseException as exc:
-                error = exc
-                if isinstance(exc, GeneratorExit):
-                    with handle._active():
-                        await inner.aclose()
-                raise
-            finally:
-                handle._close(error)
-
-        return wrapper
-
-
-def _observe(handle: Step, result: Any) -> Any:
-    """A decorated LLM function that returns a provider response records its usage."""
-    if isinstance(handle, LLMCall) and result is not None:
-        handle.record_response(result)
-    return result
-
 
 def _start_span(
     name: str,
@@ -206,11 +52,11 @@ def _start_span(
     context: otel_context.Context | None = None,
     links: list[Link] | None = None,
 ) -> trace.Span:
-    totals = run_totals()
+    totals = rollup.current_totals()
     if totals is not None:
         totals.before_step()
     attrs = {k: v for k, v in attributes.items() if v is not None}
-    return _tracer().start_span(name, context, kind, attrs, links)
+    return tracer("tenant_trace.agent").start_span(name, context, kind, attrs, links)
 
 
 def llm_call(
@@ -219,7 +65,7 @@ def llm_call(
     provider: str | None = None,
     operation: str = "chat",
     **attributes: Any,
-) -> _Spec[LLMCall]:
+) -> StepSpec[LLMCall]:
     """An LLM call: span ``{operation} {model}`` (CLIENT) with ``gen_ai.*`` attributes.
 
     Args:
@@ -240,12 +86,12 @@ def llm_call(
         name = f"{operation} {model}" if model else operation
         return LLMCall(_start_span(name, LLMCall.span_kind, attrs), model, operation, provider)
 
-    return _Spec(open_)
+    return StepSpec(open_)
 
 
 def tool_call(
     name: str, *, call_id: str | None = None, tool_type: str | None = None, **attributes: Any
-) -> _Spec[ToolCall]:
+) -> StepSpec[ToolCall]:
     """A tool call: span ``execute_tool {name}`` with ``gen_ai.tool.name`` and call id."""
 
     def open_() -> ToolCall:
@@ -258,12 +104,12 @@ def tool_call(
         }
         return ToolCall(_start_span(f"execute_tool {name}", ToolCall.span_kind, attrs), name)
 
-    return _Spec(open_)
+    return StepSpec(open_)
 
 
 def memory(
     operation: str, *, store: str, key: str | None = None, **attributes: Any
-) -> _Spec[Memory]:
+) -> StepSpec[Memory]:
     """A memory read or write: span ``memory.{operation} {store}``."""
 
     def open_() -> Memory:
@@ -275,10 +121,12 @@ def memory(
         }
         return Memory(_start_span(f"memory.{operation} {store}", Memory.span_kind, attrs))
 
-    return _Spec(open_)
+    return StepSpec(open_)
 
 
-def retrieval(data_source: str, *, top_k: int | None = None, **attributes: Any) -> _Spec[Retrieval]:
+def retrieval(
+    data_source: str, *, top_k: int | None = None, **attributes: Any
+) -> StepSpec[Retrieval]:
     """A retrieval (RAG) query: span ``retrieval {data_source}``."""
 
     def open_() -> Retrieval:
@@ -290,7 +138,7 @@ def retrieval(data_source: str, *, top_k: int | None = None, **attributes: Any) 
         }
         return Retrieval(_start_span(f"retrieval {data_source}", Retrieval.span_kind, attrs))
 
-    return _Spec(open_)
+    return StepSpec(open_)
 
 
 def start_trace(
@@ -302,7 +150,7 @@ def start_trace(
     tenant: str | None = None,
     budget: RunBudget | None = None,
     carrier: Mapping[str, str] | None = None,
-) -> _Spec[Run]:
+) -> StepSpec[Run]:
     """An agent run: span ``invoke_agent {agent_name}``.
 
     Inside a request it is a child of the request's root span; outside one (a worker, a
@@ -331,7 +179,7 @@ def start_trace(
             links = [Link(parent)] if parent.is_valid else None
             if run_tenant is None and TENANT_CARRIER_KEY in lowered:
                 run_tenant = Tenant(validate_tenant_id(lowered[TENANT_CARRIER_KEY]), "carrier")
-        if run_tenant is not None and current_request() is not None and run_tenant != current():
+        if run_tenant is not None and rollup.in_request() and run_tenant != current():
             logger.warning("tenant_trace: start_trace(tenant=...) ignored inside a request")
             run_tenant = None  # a request's tenant is never overridden from inside it
         token = attach(run_tenant) if run_tenant is not None else None
@@ -355,12 +203,12 @@ def start_trace(
                 detach(token)
         return Run(span, budget, run_tenant, agent_name)
 
-    return _Spec(open_)
+    return StepSpec(open_)
 
 
 def sub_agent(
     agent_name: str, *, version: str | None = None, budget: RunBudget | None = None
-) -> _Spec[Run]:
+) -> StepSpec[Run]:
     """A sub-agent run inside the current one: span ``invoke_agent {agent_name}``, a child
     of the current span and linked to it. Its `Run.carrier` hands the trace and tenant to
     a sub-agent that runs in another process or service."""
@@ -376,4 +224,4 @@ def sub_agent(
         span = _start_span(f"invoke_agent {agent_name}", SpanKind.INTERNAL, attrs, links=links)
         return Run(span, budget, None, agent_name)
 
-    return _Spec(open_)
+    return StepSpec(open_)

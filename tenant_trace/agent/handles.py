@@ -14,11 +14,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import metrics
-
-from . import rollup
 from ..config import settings
 from ..context import Tenant, attach, current, detach
-from ..server.lifecycle import current_request, record_error
+from ..telemetry import record_error
+from . import rollup
 from .rollup import RunBudget, Totals
 
 __all__ = [
@@ -29,7 +28,7 @@ __all__ = [
     "Step",
     "ToolCall",
     "current_step",
-    "run_totals",
+    "get_current_step",
 ]
 
 TENANT_CARRIER_KEY = "x-tenant-id"
@@ -37,19 +36,12 @@ TENANT_CARRIER_KEY = "x-tenant-id"
 _step: ContextVar[Step | None] = ContextVar("tenant_trace.step", default=None)
 
 
-def run_totals() -> Totals | None:
-    """The totals a step counts toward: the innermost run's, else the request's."""
-    totals = rollup.current_totals()
-    if totals is None:
-        request = current_request()
-        if request is not None:
-            totals = request.totals
-    return totals
-
-
-def current_step() -> Step | None:
+def get_current_step() -> Step | None:
     """The innermost open step (LLM call, tool call, ...), e.g. inside a decorated function."""
     return _step.get()
+
+
+current_step = get_current_step  # the name before 0.2
 
 
 class Step:
@@ -60,7 +52,7 @@ class Step:
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
-        self.totals = run_totals()
+        self.totals = rollup.current_totals()
         self._tokens: tuple[object, object] | None = None
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from ..errors import RunBudgetExceeded
 
-__all__ = ["RunBudget", "Totals", "current_totals"]
+__all__ = ["RunBudget", "Totals", "current_totals", "enter", "in_request", "leave"]
 
 _current: ContextVar[Totals | None] = ContextVar("tenant_trace.run", default=None)
 # One lock for every run's counters: updates are a few additions, contention is negligible,
@@ -22,8 +22,19 @@ _lock = threading.Lock()
 
 
 def current_totals() -> Totals | None:
-    """The totals of the innermost run (a `start_trace` block or the request), if any."""
+    """The totals of the innermost run (a `start_trace` block, else the request), if any:
+    what a step counts toward."""
     return _current.get()
+
+
+def in_request() -> bool:
+    """Whether the current context is inside a request (its outermost run has no agent)."""
+    totals = _current.get()
+    while totals is not None:
+        if totals.agent is None:
+            return True
+        totals = totals.parent
+    return False
 
 
 @dataclass(frozen=True)
@@ -70,12 +81,13 @@ class Totals:
         budget: RunBudget | None = None,
         parent: Totals | None = None,
         agent: str | None = None,
+        started: float | None = None,
     ) -> None:
         self.span = span
         self.agent = agent  # the agent name of a run (None for a request)
         self.budget = budget
         self.parent = parent
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.input_tokens = self.output_tokens = self.llm_calls = 0
         self.tool_calls = self.tool_errors = 0
         self.cost = 0.0

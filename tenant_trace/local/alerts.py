@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import rules
 from ..export.store import SpanStore, summarize
+from . import rules
 
 __all__ = ["Alert", "evaluate"]
 

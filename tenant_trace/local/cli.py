@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from . import rules
 from ..export.store import SpanStore, store_path
+from . import rules
 
 __all__ = ["main"]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics as otel_metrics
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..export.otlp import env, otlp_exporter
+from ..export.otlp import env, named_exporters, otlp_exporter
 from .record import METER_NAME, STREAMS_PER_TENANT, _get, configure
 
 if TYPE_CHECKING:  # the SDK is imported when init() installs metrics, never to record
@@ -90,25 +90,13 @@ def build_metric_readers(
         return [exporter]
     if exporter is not None and not isinstance(exporter, str):
         return list(exporter)
-    configured = (
-        endpoint or env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
-    names = exporter or env("OTEL_METRICS_EXPORTER") or ("otlp" if configured else "none")
-    readers: list[MetricReader] = []
-    for name in (n.strip().lower() for n in names.split(",")):
-        if name == "prometheus":
-            readers.append(_prometheus(port))
-        elif name == "otlp":
-            readers.append(
-                PeriodicExportingMetricReader(otlp_exporter("metrics", endpoint, protocol))
-            )
-        elif name == "console":
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-        elif name != "none":
-            raise ConfigurationError(
-                f"unknown metrics exporter {name!r} (prometheus, otlp, console or none)"
-            )
-    return readers
+    factories: dict[str, Callable[[], MetricReader] | None] = {
+        "prometheus": lambda: _prometheus(port),
+        "otlp": lambda: PeriodicExportingMetricReader(otlp_exporter("metrics", endpoint, protocol)),
+        "console": lambda: PeriodicExportingMetricReader(ConsoleMetricExporter()),
+        "none": None,
+    }
+    return named_exporters("metrics", exporter, factories, endpoint=endpoint)
 
 
 def _prometheus(port: int | None) -> MetricReader:

@@ -30,11 +30,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind
 
+from ..agent.handles import TENANT_CARRIER_KEY
 from ..context import Tenant, attach, detach, validate_tenant_id
 from ..errors import ConfigurationError, InvalidTenantError, MissingDependencyError
-from ..server.lifecycle import record_error
+from ..telemetry import record_error, tracer
 from .http import inject
-from ..agent.handles import TENANT_CARRIER_KEY
 
 __all__ = ["TENANT_HEADER", "instrument_celery", "uninstrument_celery"]
 
@@ -126,12 +126,6 @@ def uninstrument_celery() -> None:
         signal.disconnect(dispatch_uid=_UID)
 
 
-def _tracer() -> trace.Tracer:
-    from .._version import __version__
-
-    return trace.get_tracer("tenant_trace.celery", __version__)
-
-
 def _on_publish(headers: MutableMapping[str, Any] | None = None, **_: Any) -> None:
     if headers is None:
         return
@@ -161,7 +155,7 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
         queue = (getattr(request, "delivery_info", None) or {}).get("routing_key")
         if queue:
             attributes["messaging.destination.name"] = queue
-        span = _tracer().start_span(
+        span = tracer("tenant_trace.celery").start_span(
             f"celery.run {task.name}", parent, SpanKind.CONSUMER, attributes
         )
     except Exception:

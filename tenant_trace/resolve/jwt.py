@@ -22,8 +22,8 @@ from jwt.algorithms import get_default_algorithms, has_crypto
 
 from ..context import Tenant, validate_tenant_id
 from ..errors import ConfigurationError, InvalidTenantError, MissingDependencyError, Rejection
-from .view import RequestView
 from .resolvers import BaseResolver
+from .view import RequestView
 
 __all__ = ["JWTResolver"]
 

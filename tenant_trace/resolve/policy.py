@@ -6,15 +6,15 @@ goes on (with a tenant or, when allowed, without one) or is refused with a `Reje
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from ..context import Tenant, validate_tenant_id
 from ..errors import ConfigurationError, InvalidTenantError, Rejection, missing_tenant
-from .view import RequestView
 from .resolvers import (
     BaggageResolver,
     ChainResolver,
@@ -26,25 +26,32 @@ from .resolvers import (
     as_resolver,
     resolve_async,
 )
+from .view import RequestView
 
-__all__ = ["POLICY_OPTIONS", "TenantPolicy", "build_policy"]
+__all__ = ["POLICY_OPTIONS", "PolicyOptions", "TenantPolicy", "build_policy", "unknown_options"]
 
-#: The keyword options of `build_policy`, as settings dicts and app config spell them.
-POLICY_OPTIONS = (
-    "policy",
-    "resolver",
-    "header",
-    "jwt",
-    "subdomain",
-    "path_prefix",
-    "trusted_internal_header",
-    "baggage_key",
-    "required",
-    "default",
-    "allowed",
-    "pattern",
-    "exclude_paths",
-)
+
+class PolicyOptions(TypedDict, total=False):
+    """The keyword options of `build_policy`, as every middleware, Django's ``TENANT_TRACE``
+    and Flask's ``TENANT_TRACE_*`` config keys take them."""
+
+    policy: TenantPolicy
+    resolver: object
+    header: str
+    jwt: Mapping[str, Any]
+    subdomain: str | Sequence[str] | Mapping[str, Any]
+    path_prefix: str
+    trusted_internal_header: str
+    baggage_key: str
+    required: bool
+    default: str
+    allowed: Iterable[str] | Callable[[str], bool]
+    pattern: str | re.Pattern[str]
+    exclude_paths: Iterable[str]
+
+
+#: The names of `PolicyOptions`.
+POLICY_OPTIONS = tuple(PolicyOptions.__annotations__)
 
 logger = logging.getLogger("tenant_trace")
 
@@ -191,11 +198,14 @@ def build_policy(
         if options or baggage_key is not None or any(g is not None for g in given):
             raise ConfigurationError("give either policy= or policy options, not both")
         return policy
+    unknown = sorted(set(options) - set(POLICY_OPTIONS))
+    if unknown:
+        raise ConfigurationError(unknown_options(unknown, POLICY_OPTIONS))
     sources: list[Any] = []
     if resolver is not None:
         resolvers = resolver if isinstance(resolver, (list, tuple)) else [resolver]
         sources += [_load(r) for r in resolvers]
-    try:  # a misspelt option (from a settings dict) is a TypeError here
+    try:  # a wrong argument inside a source's options (jwt={...}) is a TypeError here
         if header is not None:
             sources.append(HeaderResolver(header))
         if jwt is not None:
@@ -207,18 +217,27 @@ def build_policy(
                 dict(subdomain) if isinstance(subdomain, Mapping) else {"base_domains": subdomain}
             )
             sources.append(SubdomainResolver(**kwargs))
-        if path_prefix is not None:
-            sources.append(PathResolver(path_prefix))
-        if trusted_internal_header is not None:
-            sources.append(TrustedHeaderResolver(trusted_internal_header))
-        if baggage_key is not None:
-            sources.append(BaggageResolver(baggage_key))
-        chosen = (
-            None if not sources else sources[0] if len(sources) == 1 else ChainResolver(*sources)
-        )
-        return TenantPolicy(chosen, **options)
     except TypeError as exc:
         raise ConfigurationError(f"invalid tenant-trace option: {exc}") from None
+    if path_prefix is not None:
+        sources.append(PathResolver(path_prefix))
+    if trusted_internal_header is not None:
+        sources.append(TrustedHeaderResolver(trusted_internal_header))
+    if baggage_key is not None:
+        sources.append(BaggageResolver(baggage_key))
+    chosen = None if not sources else sources[0] if len(sources) == 1 else ChainResolver(*sources)
+    return TenantPolicy(chosen, **options)
+
+
+def unknown_options(unknown: Iterable[str], known: Iterable[str], what: str = "option") -> str:
+    """The message for misspelt options (or settings): each with its likely meaning, then
+    the valid ones."""
+    known = sorted(known)
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown tenant-trace {what} {', '.join(parts)}; the {what}s are {', '.join(known)}"
 
 
 def _load(resolver: object) -> Any:

@@ -7,19 +7,18 @@ attributed to the request. ``lifespan`` and other scopes pass through untouched.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .. import metrics
+from opentelemetry.trace import TracerProvider
+
 from ..errors import Rejection
-from .lifecycle import RequestTracer, current_request
 from ..resolve.policy import TenantPolicy, build_policy
 from ..resolve.view import RequestView
+from .lifecycle import RequestTracer, get_current_request
+from .refusal import refuse
 
 __all__ = ["TenantTraceASGIMiddleware"]
-
-logger = logging.getLogger("tenant_trace")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +45,7 @@ class TenantTraceASGIMiddleware:
         app: ASGIApp,
         *,
         policy: TenantPolicy | None = None,
-        tracer_provider: Any = None,
+        tracer_provider: TracerProvider | None = None,
         tracing: bool = True,
         route_getter: Callable[[Scope], str | None] | None = None,
         **policy_options: Any,
@@ -60,7 +59,7 @@ class TenantTraceASGIMiddleware:
         kind = scope["type"]
         if (
             kind not in ("http", "websocket")
-            or current_request() is not None  # installed twice: the outer one owns the request
+            or get_current_request() is not None  # installed twice: the outer one owns it
             or self.policy.is_excluded(scope.get("path", ""))
         ):
             await self.app(scope, receive, send)
@@ -74,34 +73,24 @@ class TenantTraceASGIMiddleware:
         # Also on request.state, for code that runs outside the middleware (Starlette's
         # catch-all 500 handler runs outermost, after the tenant context has ended).
         scope.setdefault("state", {})["tenant_id"] = tenant and tenant.id
-        request = self.tracer.start(view, tenant, websocket=kind == "websocket")
-        started = False
+        route = self.route_getter
+        with self.tracer.request(
+            view, tenant, websocket=kind == "websocket", route=lambda: route(scope)
+        ) as request:
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                request.set_status_code(message["status"])
-            await send(message)
+            async def send_with_status(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    request.set_status_code(message["status"])
+                await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_status)
-        except Rejection as rejection:
-            # Raised by the application itself (`require_tenant`): answered like ours.
-            if started or kind != "http":
-                request.record_exception(rejection)
-                raise
-            request.set_status_code(rejection.status)
-            await _refuse(scope, send, rejection)
-        except BaseException as exc:
-            request.record_exception(exc)
-            raise
-        finally:
             try:
-                request.set_route(self.route_getter(scope))
-            except Exception:
-                logger.debug("tenant_trace: route_getter failed", exc_info=True)
-            request.end()
+                await self.app(scope, receive, send_with_status)
+            except Rejection as rejection:
+                # Raised by the application itself (`require_tenant`): answered like ours.
+                if request.status_code is not None or kind != "http":
+                    raise
+                request.set_status_code(rejection.status)
+                await _refuse(scope, send, rejection)
 
 
 def route_template(scope: Scope) -> str | None:
@@ -111,20 +100,14 @@ def route_template(scope: Scope) -> str | None:
 
 async def _refuse(scope: Scope, send: Send, rejection: Rejection) -> None:
     """Answer with the rejection's status and JSON body (HTTP, or a websocket denial)."""
-    metrics.record_rejection(rejection.code)
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rejection.response_headers()]
-    body = rejection.body()
+    refusal = refuse(rejection)
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers]
     if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": refusal.body})
     elif "websocket.http.response" in scope.get("extensions", {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": rejection.status,
-                "headers": headers,
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
+        start = {"type": "websocket.http.response.start", "status": refusal.status}
+        await send({**start, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": refusal.body})
     else:
         await send({"type": "websocket.close", "code": 1008, "reason": rejection.code})

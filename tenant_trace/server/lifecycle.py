@@ -1,18 +1,20 @@
 """The framework-neutral request lifecycle shared by the ASGI, WSGI and Django middleware.
 
-`RequestTracer.start` makes the tenant current, continues an incoming ``traceparent`` and
-opens the root ``agent.run`` span; `ActiveRequest.end` records the outcome, ends the span
-and resets the context, exactly once. Both run in the same context (the same asyncio task,
-or the same `contextvars.Context` for WSGI), so every set is paired with its reset.
+``with tracer.request(view, tenant) as request:`` makes the tenant current, continues an
+incoming ``traceparent``, opens the root ``agent.run`` span and makes the request the
+outermost run of the agent API; leaving the block records an exception that escaped, the
+outcome and the metrics, ends the span and resets the context, exactly once. A streamed
+body takes the span over (`ActiveRequest.stream`): the block then only resets the context,
+and the span ends after the last chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import Context, ContextVar, Token
 from typing import Any
 
 from opentelemetry import baggage, propagate, trace
@@ -21,21 +23,37 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import metrics
+from ..agent import rollup
+from ..agent.rollup import Totals
 from ..context import Tenant, attach, detach
 from ..errors import ConfigurationError
+from ..resolve.policy import POLICY_OPTIONS, PolicyOptions
 from ..resolve.view import RequestView
-from ..agent.rollup import Totals
+from ..telemetry import record_error, tracer
+from .body import AsyncBody, SyncBody
 
 __all__ = [
+    "MIDDLEWARE_OPTIONS",
     "TRACER_OPTIONS",
+    "MiddlewareOptions",
     "ActiveRequest",
     "RequestTracer",
     "current_request",
-    "record_error",
+    "get_current_request",
 ]
+
+
+class MiddlewareOptions(PolicyOptions, total=False):
+    """The options of every tenant-trace middleware: the policy's, and the tracer's."""
+
+    tracer_provider: trace.TracerProvider | None
+    tracing: bool
+
 
 #: The middleware options that are not policy options.
 TRACER_OPTIONS = ("tracer_provider", "tracing")
+#: Every middleware option (`MiddlewareOptions`).
+MIDDLEWARE_OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
 
 logger = logging.getLogger("tenant_trace")
 
@@ -43,9 +61,12 @@ SPAN_NAME = "agent.run"
 _active: ContextVar[ActiveRequest | None] = ContextVar("tenant_trace.request", default=None)
 
 
-def current_request() -> ActiveRequest | None:
+def get_current_request() -> ActiveRequest | None:
     """The request being handled in this context, or ``None`` outside a request."""
     return _active.get()
+
+
+current_request = get_current_request  # the name before 0.2
 
 
 class _ViewGetter(Getter[RequestView]):
@@ -72,30 +93,31 @@ class RequestTracer:
     def __init__(
         self, *, tracer_provider: trace.TracerProvider | None = None, tracing: bool = True
     ) -> None:
-        from .._version import __version__
-
         if not isinstance(tracing, bool):
             raise ConfigurationError("tracing must be True or False")
-        self._tracer = trace.get_tracer("tenant_trace", __version__, tracer_provider)
+        self._tracer = tracer("tenant_trace", tracer_provider)
         self.tracing = tracing
 
     def __repr__(self) -> str:
         return f"RequestTracer(tracing={self.tracing})"
 
-    def start(
-        self, view: RequestView, tenant: Tenant | None, *, websocket: bool = False
+    def request(
+        self,
+        view: RequestView,
+        tenant: Tenant | None,
+        *,
+        websocket: bool = False,
+        route: Callable[[], str | None] | None = None,
     ) -> ActiveRequest:
-        """Make `tenant` current and open the root span; pair with `ActiveRequest.end`."""
-        request = ActiveRequest(tenant)
-        tenant_token = attach(tenant)  # first, so that the span processor sees the tenant
-        if self.tracing:
-            try:
-                request.span, request._context = self._open(view, tenant, websocket)
-            except Exception:
-                logger.exception("tenant_trace: could not open the request span")
-        otel_token = None if request._context is None else otel_context.attach(request._context)
-        request._tokens = (tenant_token, otel_token, _active.set(request))
-        return request
+        """One request, as a with-block: ``with tracer.request(view, tenant) as request:``.
+
+        Args:
+            view: the request, for the span's attributes and an incoming ``traceparent``.
+            tenant: the resolved tenant (``None``: a request without one).
+            websocket: a websocket session rather than an HTTP request.
+            route: reads the matched route template when the request ends.
+        """
+        return ActiveRequest(self, view, tenant, websocket, route)
 
     def _open(
         self, view: RequestView, tenant: Tenant | None, websocket: bool
@@ -125,44 +147,76 @@ class RequestTracer:
         return span, trace.set_span_in_context(span, parent)
 
 
-_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"]]
+_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object]
 
 
 class ActiveRequest:
-    """One request in flight: its tenant and root span (``None`` when tracing is off)."""
+    """One request in flight: its tenant, root span (``None`` when tracing is off) and the
+    totals of the agent steps it runs."""
 
     __slots__ = (
         "_context",
+        "_handed_over",
+        "_opening",
         "_recorded",
         "_route",
         "_started",
         "_status",
         "_tokens",
-        "_totals",
         "span",
         "tenant",
+        "totals",
     )
 
-    def __init__(self, tenant: Tenant | None) -> None:
+    def __init__(
+        self,
+        tracer: RequestTracer,
+        view: RequestView,
+        tenant: Tenant | None,
+        websocket: bool = False,
+        route: Callable[[], str | None] | str | None = None,
+    ) -> None:
         self.tenant = tenant
         self.span: trace.Span | None = None
+        self.totals: Totals | None = None
+        self._opening: tuple[RequestTracer, RequestView, bool] | None = (tracer, view, websocket)
         self._context: otel_context.Context | None = None
         self._recorded: BaseException | None = None
-        self._route: str | None = None
-        self._started: float | None = time.monotonic()
+        self._route = route
+        self._started: float | None = None
         self._status: int | None = None
-        self._totals: Totals | None = None
         self._tokens: _Tokens | None = None
+        self._handed_over = False
 
     def __repr__(self) -> str:
         return f"ActiveRequest(tenant={self.tenant and self.tenant.id!r})"
 
-    @property
-    def totals(self) -> Totals:
-        """The request's roll-up of agent steps (made when the first step counts)."""
-        if self._totals is None:
-            self._totals = Totals(self.span)
-        return self._totals
+    def __enter__(self) -> ActiveRequest:
+        opening, self._opening = self._opening, None
+        if opening is None:
+            raise RuntimeError("a request is entered once")
+        tracer, view, websocket = opening
+        self._started = time.monotonic()
+        tenant_token = attach(self.tenant)  # first, so that the span processor sees the tenant
+        if tracer.tracing:
+            try:
+                self.span, self._context = tracer._open(view, self.tenant, websocket)
+            except Exception:
+                logger.exception("tenant_trace: could not open the request span")
+        self.totals = Totals(self.span, started=self._started)
+        self._tokens = self._attach(tenant_token)
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc is not None:
+                self.record_exception(exc)
+            if not self._handed_over:
+                self.finish()
+        finally:
+            tokens, self._tokens = self._tokens, None
+            if tokens is not None:
+                _reset(tokens)
 
     @property
     def status_code(self) -> int | None:
@@ -187,21 +241,38 @@ class ActiveRequest:
         if self.span is not None:
             record_error(self.span, exc)
 
-    def end(self) -> None:
-        """End the span and reset the context; later calls do nothing."""
-        try:
-            self.finish()
-        finally:
-            self.detach()
+    def hand_over(self) -> None:
+        """Leave the span open when the request block ends: whatever sends the response
+        afterwards ends it with `finish`."""
+        self._handed_over = True
+
+    def stream(self, chunks: Iterable[bytes], context: Context | None = None) -> SyncBody:
+        """Hand the span over to a body the server iterates after the middleware returned:
+        each chunk is made in this request's context, and the span ends after the last one
+        or when the server closes the body. `context`: see `SyncBody`."""
+        self.hand_over()
+        return SyncBody(chunks, self, context)
+
+    def astream(self, chunks: AsyncIterator[bytes]) -> AsyncBody:
+        """`stream` for an async body."""
+        self.hand_over()
+        return AsyncBody(chunks, self)
 
     def finish(self) -> None:
-        """End the span only (once): for a response that streams after the middleware
-        returned, the adapter detaches first and finishes after the last chunk."""
+        """Record the outcome and end the span (once; later calls do nothing)."""
         started, self._started = self._started, None
-        if started is not None:  # once, with or without a span
-            totals = self._totals
-            failure = totals.failure if totals is not None else None
-            metrics.record_request(self.tenant, started, failure, self._recorded, self._status)
+        if started is None:
+            return
+        totals = self.totals
+        route = self._route
+        if callable(route):
+            try:
+                route = route()
+            except Exception:
+                logger.debug("tenant_trace: reading the route failed", exc_info=True)
+                route = None
+        failure = totals.failure if totals is not None else None
+        metrics.record_request(self.tenant, started, failure, self._recorded, self._status)
         span, self.span = self.span, None
         if span is None:
             return
@@ -211,47 +282,36 @@ class ActiveRequest:
                 attributes["http.response.status_code"] = self._status
                 if self._status >= 500 and self._recorded is None:
                     span.set_status(Status(StatusCode.ERROR))
-            if self._route is not None:
-                attributes["http.route"] = self._route
+            if route:
+                attributes["http.route"] = route
             if attributes:
                 span.set_attributes(attributes)
-            if self._totals is not None:
-                self._totals.close()
+            if totals is not None:
+                totals.close()
             span.end()
         except Exception:
             logger.debug("tenant_trace: could not end the request span", exc_info=True)
 
-    def detach(self) -> None:
-        """Reset the context set by `RequestTracer.start` (once, in the same context)."""
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            _reset(tokens)
-
     @contextmanager
     def activated(self) -> Iterator[None]:
-        """Make this request's tenant and span current again, for work that runs after the
-        middleware returned (a streamed body iterated by the server)."""
-        otel_token = None if self._context is None else otel_context.attach(self._context)
-        tokens = (attach(self.tenant), otel_token, _active.set(self))
+        """Make this request's tenant, span and totals current again, for work that runs
+        after the middleware returned (a streamed body iterated by the server)."""
+        tokens = self._attach(attach(self.tenant))
         try:
             yield
         finally:
             _reset(tokens)
 
-
-def record_error(span: trace.Span, exc: BaseException) -> None:
-    """Record `exc` on `span`: an exception event, ``error.type`` and ERROR status; a
-    failure to record is logged, never raised."""
-    try:
-        span.record_exception(exc)
-        span.set_attribute("error.type", type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
-    except Exception:
-        logger.debug("tenant_trace: could not record an exception", exc_info=True)
+    def _attach(self, tenant_token: Token[Tenant | None]) -> _Tokens:
+        otel_token = None if self._context is None else otel_context.attach(self._context)
+        totals_token = None if self.totals is None else rollup.enter(self.totals)
+        return (tenant_token, otel_token, _active.set(self), totals_token)
 
 
 def _reset(tokens: _Tokens) -> None:
-    tenant_token, otel_token, active_token = tokens
+    tenant_token, otel_token, active_token, totals_token = tokens
+    if totals_token is not None:
+        rollup.leave(totals_token)
     _active.reset(active_token)
     if otel_token is not None:
         otel_context.detach(otel_token)  # type: ignore[arg-type]

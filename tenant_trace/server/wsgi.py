@@ -1,34 +1,37 @@
 """A pure WSGI middleware.
 
 The application runs, and its response iterable is iterated and closed, inside a copy of
-the server thread's context: the tenant and span set for one request can never be seen by
-the next request on a reused thread, even when a server forgets to call ``close()``. The
-span ends and the context resets only after ``close()``, so generator responses are
-attributed in full.
+the server thread's context: nothing the request sets can be seen by the next request on a
+reused thread, even when a server forgets to call ``close()``. The span ends only after the
+last chunk or ``close()``, so generator responses are attributed in full.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import metrics
+from opentelemetry.trace import TracerProvider
+
+from ..context import Tenant
 from ..errors import Rejection
-from .lifecycle import ActiveRequest, RequestTracer, current_request
 from ..resolve.policy import TenantPolicy, build_policy
 from ..resolve.view import RequestView
+from .lifecycle import RequestTracer, get_current_request
+from .refusal import refuse
 
 __all__ = ["TenantTraceWSGIMiddleware"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
-
 
 class TenantTraceWSGIMiddleware:
     """Resolve the tenant, keep it in context and trace the request.
+
+    A `Rejection` the application raises before it starts its response (``require_tenant``)
+    is answered like the middleware's own.
 
     Args:
         app: the WSGI application.
@@ -42,7 +45,7 @@ class TenantTraceWSGIMiddleware:
         app: WSGIApp,
         *,
         policy: TenantPolicy | None = None,
-        tracer_provider: Any = None,
+        tracer_provider: TracerProvider | None = None,
         tracing: bool = True,
         **policy_options: Any,
     ) -> None:
@@ -51,85 +54,46 @@ class TenantTraceWSGIMiddleware:
         self.tracer = RequestTracer(tracer_provider=tracer_provider, tracing=tracing)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if current_request() is not None or self.policy.is_excluded(environ.get("PATH_INFO", "")):
+        if get_current_request() is not None or self.policy.is_excluded(
+            environ.get("PATH_INFO", "")
+        ):
             return self.app(environ, start_response)
         view = RequestView.from_wsgi(environ)
         try:
             tenant = self.policy.resolve(view)
         except Rejection as rejection:
-            metrics.record_rejection(rejection.code)
-            reason = _REASONS.get(rejection.status, "Error")
-            start_response(f"{rejection.status} {reason}", rejection.response_headers())
-            return [rejection.body()]
+            return _refuse(start_response, rejection)
         environ["tenant_trace.tenant_id"] = tenant and tenant.id
         context = contextvars.copy_context()
-        return context.run(self._start, context, view, tenant, environ, start_response)
+        return context.run(self._call, context, view, tenant, environ, start_response)
 
-    def _start(
+    def _call(
         self,
         context: contextvars.Context,
         view: RequestView,
-        tenant: Any,
+        tenant: Tenant | None,
         environ: dict[str, Any],
         start_response: StartResponse,
     ) -> Iterable[bytes]:
-        request = self.tracer.start(view, tenant)
+        with self.tracer.request(view, tenant) as request:
 
-        def start_with_status(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            request.set_status_code(int(status[:3]))
-            return start_response(status, headers, exc_info)
+            def start_with_status(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Any:
+                request.set_status_code(int(status[:3]))
+                return start_response(status, headers, exc_info)
 
-        try:
-            body = self.app(environ, start_with_status)
-        except BaseException as exc:
-            request.record_exception(exc)
-            request.end()
-            raise
-        return _Body(body, context, request)
+            try:
+                body = self.app(environ, start_with_status)
+            except Rejection as rejection:
+                if request.status_code is not None:
+                    raise
+                request.set_status_code(rejection.status)
+                return _refuse(start_response, rejection)
+            return request.stream(body, context)
 
 
-class _Body:
-    """The application's response iterable, run in the request's context until closed."""
-
-    __slots__ = ("_body", "_context", "_iter", "_request")
-
-    def __init__(
-        self, body: Iterable[bytes], context: contextvars.Context, request: ActiveRequest
-    ) -> None:
-        self._body = body
-        self._context = context
-        self._request = request
-        self._iter: Iterator[bytes] | None = None
-
-    def __iter__(self) -> _Body:
-        return self
-
-    def __next__(self) -> bytes:
-        return self._context.run(self._next)
-
-    def _next(self) -> bytes:
-        try:
-            if self._iter is None:
-                self._iter = iter(self._body)
-            return next(self._iter)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self._request.record_exception(exc)
-            raise
-
-    def close(self) -> None:
-        self._context.run(self._close)
-
-    def _close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._request.record_exception(exc)
-            raise
-        finally:
-            self._request.end()
+def _refuse(start_response: StartResponse, rejection: Rejection) -> list[bytes]:
+    refusal = refuse(rejection)
+    start_response(refusal.status_line, refusal.headers)
+    return [refusal.body]

@@ -1,0 +1,62 @@
+"""The span export pipeline `init()` builds: exporters chosen by name, each behind a bounded
+batch processor on its own thread, with the redaction safety net in front."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from ..redaction import RedactingSpanExporter, Redactor
+from .otlp import named_exporters, otlp_exporter
+
+__all__ = ["batch_processor", "build_exporters"]
+
+
+def batch_processor(
+    exporter: SpanExporter, redactor: Redactor | None = None, **options: Any
+) -> SpanProcessor:
+    """Export off the request path, with a bounded queue that drops rather than blocks (a
+    dead collector costs no request any time); with a `redactor`, spans are scrubbed on the
+    export thread. The SDK's own processor metrics are switched on (unless the application
+    set ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), so dropped spans are counted as
+    ``otel.sdk.processor.span.processed{error.type="queue_full"}``.
+
+    Args:
+        options: `BatchSpanProcessor` arguments (``max_queue_size=``, ``meter_provider=`` ...).
+    """
+    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
+    if redactor is not None:
+        exporter = RedactingSpanExporter(exporter, redactor)
+    return BatchSpanProcessor(exporter, **options)
+
+
+def build_exporters(
+    exporter: str | SpanExporter | Sequence[SpanExporter] | None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+) -> list[SpanExporter]:
+    """The span exporters named by `exporter` (``console``, ``otlp``, ``local``, ``none``)
+    or, when it is ``None``, by the OTEL_* variables; with no exporter and no endpoint
+    configured, the embedded local store."""
+    if isinstance(exporter, SpanExporter):
+        return [exporter]
+    if exporter is not None and not isinstance(exporter, str):
+        return list(exporter)
+
+    def local() -> SpanExporter:
+        from .store import SQLiteSpanExporter
+
+        return SQLiteSpanExporter()
+
+    factories: dict[str, Callable[[], SpanExporter] | None] = {
+        "console": ConsoleSpanExporter,
+        "otlp": lambda: otlp_exporter("traces", endpoint, protocol),
+        "local": local,
+        "none": None,
+    }
+    return named_exporters("traces", exporter, factories, endpoint=endpoint, fallback="local")

@@ -1,0 +1,42 @@
+"""The tracers of tenant-trace's own spans, and how an exception is recorded on a span."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from ._version import __version__
+
+__all__ = ["record_error", "tracer"]
+
+logger = logging.getLogger("tenant_trace")
+
+
+@functools.cache
+def _global_tracer(scope: str) -> trace.Tracer:
+    # Before init() this is a proxy that follows the provider installed later.
+    return trace.get_tracer(scope, __version__)
+
+
+def tracer(
+    scope: str = "tenant_trace", provider: trace.TracerProvider | None = None
+) -> trace.Tracer:
+    """The tracer of instrumentation scope `scope` (``tenant_trace``, ``tenant_trace.agent``
+    ...), on `provider` or, by default, on the global provider."""
+    if provider is None:
+        return _global_tracer(scope)
+    return trace.get_tracer(scope, __version__, provider)
+
+
+def record_error(span: trace.Span, exc: BaseException) -> None:
+    """Record `exc` on `span`: an exception event, ``error.type`` and ERROR status; a
+    failure to record is logged, never raised."""
+    try:
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+    except Exception:
+        logger.debug("tenant_trace: could not record an exception", exc_info=True)

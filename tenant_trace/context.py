@@ -16,6 +16,8 @@ from .errors import InvalidTenantError, missing_tenant
 
 __all__ = [
     "Tenant",
+    "check_pattern",
+    "check_shape",
     "get_current_tenant",
     "get_current_tenant_source",
     "get_tenant_source",
@@ -52,11 +54,16 @@ def set_tenant_pattern(pattern: str | re.Pattern[str] | None) -> None:
 def validate_tenant_id(value: object, pattern: re.Pattern[str] | None = None) -> str:
     """Return `value` if it is a valid tenant id, else raise `InvalidTenantError`.
 
-    A valid id is a string of 1 to 255 characters with no control or invisible formatting
-    characters and no surrounding whitespace that matches the configured pattern, if any.
-    The error message never repeats the value: it may be hostile, and it must not reach
-    telemetry.
+    A valid id has a valid shape (`check_shape`) and matches `pattern`, else the pattern
+    given to ``init(tenant_pattern=...)``, if any (`check_pattern`). The error message never
+    repeats the value: it may be hostile, and it must not reach telemetry.
     """
+    return check_pattern(check_shape(value), pattern)
+
+
+def check_shape(value: object) -> str:
+    """`value` if it is a string of 1 to 255 characters with no control or invisible
+    formatting characters and no surrounding whitespace, else `InvalidTenantError`."""
     if not isinstance(value, str):
         raise InvalidTenantError(f"tenant id must be a string, not {type(value).__name__}")
     if not value:
@@ -70,6 +77,12 @@ def validate_tenant_id(value: object, pattern: re.Pattern[str] | None = None) ->
         raise InvalidTenantError("tenant id contains control or invisible characters")
     if value[0].isspace() or value[-1].isspace():
         raise InvalidTenantError("tenant id has leading or trailing whitespace")
+    return value
+
+
+def check_pattern(value: str, pattern: re.Pattern[str] | None = None) -> str:
+    """`value` if it matches `pattern` in full, else the configured pattern (none: any id
+    matches); else `InvalidTenantError`. The one place the tenant pattern is applied."""
     rule = pattern or _pattern
     if rule is not None and not rule.fullmatch(value):
         raise InvalidTenantError("tenant id does not match the configured pattern")

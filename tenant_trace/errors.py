@@ -5,6 +5,7 @@ The hierarchy::
     TenantTraceError
     ├── InvalidTenantError (also ValueError)   a tenant id failed validation
     ├── ConfigurationError (also ValueError)   an option given to the library is wrong
+    │   └── OptionNameError                    an option's name is unknown or repeated
     ├── Rejection                              a request must be refused (status + JSON body)
     ├── RunBudgetExceeded                      an agent run crossed its budget
     └── MissingDependencyError (also ImportError) an optional extra is not installed
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidTenantError",
     "MissingDependencyError",
+    "OptionNameError",
     "Rejection",
     "RunBudgetExceeded",
     "TenantTraceError",
@@ -38,6 +40,11 @@ class InvalidTenantError(TenantTraceError, ValueError):
 
 class ConfigurationError(TenantTraceError, ValueError):
     """An option given to tenant-trace is invalid."""
+
+
+class OptionNameError(ConfigurationError):
+    """An option's name is unknown (a typo: the message names the likely meant one and the
+    valid ones) or given twice."""
 
 
 class MissingDependencyError(TenantTraceError, ImportError):

@@ -9,7 +9,8 @@ except ImportError:  # pragma: no cover
 
     raise MissingDependencyError("django", "django") from None
 
+from tenant_trace.context import require_tenant
+
 from .middleware import TenantTraceMiddleware
-from .shortcuts import require_tenant
 
 __all__ = ["TenantTraceMiddleware", "require_tenant"]

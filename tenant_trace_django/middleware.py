@@ -9,7 +9,7 @@ the request's context and the span ends after the last one, or when the server c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -20,16 +20,13 @@ from django.http.response import HttpResponseBase
 from tenant_trace.context import Tenant, get_current_tenant
 from tenant_trace.errors import ConfigurationError, Rejection
 from tenant_trace.resolve.view import RequestView
-from tenant_trace.server.lifecycle import ActiveRequest, get_current_request
+from tenant_trace.server.lifecycle import ActiveRequest, handled_exception, stays_out
+from tenant_trace.server.options import configure, options_from
 from tenant_trace.server.refusal import refuse
 
-from .conf import build, conf, parse
+from .conf import conf
 
-__all__ = ["TenantTraceMiddleware", "rejection_response", "request_view"]
-
-# The exception a view raised, kept until the response shows whether it became a server
-# error (Django turns Http404, PermissionDenied ... into 4xx responses, which are no error).
-_EXCEPTION = "_tenant_trace_exception"
+__all__ = ["TenantTraceMiddleware"]
 
 
 class TenantTraceMiddleware:
@@ -53,103 +50,76 @@ class TenantTraceMiddleware:
         if self.async_mode:  # Django then awaits __call__, which hands over to __acall__
             markcoroutinefunction(self)
         try:
-            self.policy, self.tracer = build(parse(conf.TENANT_TRACE))
+            self.policy, self.tracer = configure(**options_from(conf.TENANT_TRACE, "TENANT_TRACE"))
         except ConfigurationError as exc:
             raise ImproperlyConfigured(str(exc)) from None
-
-    def __repr__(self) -> str:
-        return f"TenantTraceMiddleware({self.policy!r}, async_mode={self.async_mode})"
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
         if self._stays_out(request):
             return cast(HttpResponseBase, self.get_response(request))
-        view = request_view(request)
+        view = _view(request)
         try:
             tenant = self.policy.resolve(view)
         except Rejection as rejection:
-            return rejection_response(rejection)
+            return _refuse(rejection)
         with self._traced(request, view, tenant) as active:
-            return _settle(request, self.get_response(request), active)
+            return _settle(self.get_response(request), active)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if self._stays_out(request):
             return cast(HttpResponseBase, await self.get_response(request))
-        view = request_view(request)
+        view = _view(request)
         try:
             tenant = await self.policy.aresolve(view)
         except Rejection as rejection:
-            return rejection_response(rejection)
+            return _refuse(rejection)
         with self._traced(request, view, tenant) as active:
-            return _settle(request, await self.get_response(request), active)
+            return _settle(await self.get_response(request), active)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer a `Rejection` raised by a view; keep any other exception for the span."""
         if isinstance(exception, Rejection):
-            return rejection_response(exception)
-        setattr(request, _EXCEPTION, exception)
+            return _refuse(exception)
+        handled_exception(exception)
         return None
 
     def _stays_out(self, request: HttpRequest) -> bool:
         """An excluded path, or a request already traced (this middleware installed twice,
         or Django run behind the tenant-trace ASGI/WSGI middleware)."""
-        if get_current_request() is None and not self.policy.is_excluded(request.path_info):
-            return False
         request.tenant_id = get_current_tenant()  # type: ignore[attr-defined]
-        return True
+        return stays_out(self.policy, request.path_info)
 
     def _traced(self, request: HttpRequest, view: RequestView, tenant: Tenant | None) -> Any:
         request.tenant_id = tenant and tenant.id  # type: ignore[attr-defined]
-        return self.tracer.request(view, tenant, route=lambda: _route(request))
+        # The matched pattern, in Django's syntax (``items/<int:pk>``), read at the end.
+        return self.tracer.request(
+            view, tenant, route=lambda: getattr(request.resolver_match, "route", None)
+        )
 
 
-def request_view(request: HttpRequest) -> RequestView:
+def _view(request: HttpRequest) -> RequestView:
     """The request as resolvers see it (`RequestView.raw` is the Django request)."""
-    return RequestView(
-        request.method or "GET",
-        request.path_info,
-        headers=request.headers.items(),
-        query=request.META.get("QUERY_STRING", ""),
-        raw=request,
-    )
+    query, method = request.META.get("QUERY_STRING", ""), request.method or "GET"
+    return RequestView(method, request.path_info, request.headers.items(), query, request)
 
 
-def rejection_response(rejection: Rejection) -> HttpResponse:
-    """The response to a `Rejection`: its status, headers and JSON body, byte for byte."""
+def _refuse(rejection: Rejection) -> HttpResponse:
     refusal = refuse(rejection)
     return HttpResponse(refusal.body, status=refusal.status, headers=dict(refusal.headers))
 
 
-def _route(request: HttpRequest) -> str | None:
-    """The pattern Django matched, in Django's syntax (``items/<int:pk>``)."""
-    match = request.resolver_match
-    return match.route if match is not None else None
-
-
-def _settle(
-    request: HttpRequest, response: HttpResponseBase, active: ActiveRequest
-) -> HttpResponseBase:
-    """Record the response on the request; a streamed body takes the span over."""
+def _settle(response: HttpResponseBase, active: ActiveRequest) -> HttpResponseBase:
+    """Record the response's status; a streamed body takes the span over."""
     active.set_status_code(response.status_code)
-    exception = getattr(request, _EXCEPTION, None)
-    if exception is not None and response.status_code >= 500:
-        active.record_exception(exception)
     if not isinstance(response, StreamingHttpResponse):
         return response
     if getattr(response, "file_to_stream", None) is not None:
         # A FileResponse the server may send with wsgi.file_wrapper: leave its body alone
         # (no application code runs while a file is sent) and end the span when it closes.
-        closers = getattr(response, "_resource_closers", None)
-        if closers is not None:
-            active.hand_over()
-            closers.append(active.finish)
-    elif response.is_async:
-        response.streaming_content = active.astream(
-            cast(AsyncIterator[bytes], response.streaming_content)
-        )
+        active.hand_over()
+        response._resource_closers.append(active.finish)  # type: ignore[attr-defined]
     else:
-        response.streaming_content = active.stream(
-            cast(Iterator[bytes], response.streaming_content)
-        )
+        response.streaming_content = active.stream(response.streaming_content)
     return response

@@ -14,9 +14,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tenant_trace.context import get_current_tenant, require_tenant
-from tenant_trace.errors import ConfigurationError, MissingDependencyError, Rejection
+from tenant_trace.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    OptionNameError,
+    Rejection,
+)
 from tenant_trace.resolve.policy import unknown_options
-from tenant_trace.server.lifecycle import MIDDLEWARE_OPTIONS, MiddlewareOptions, get_current_request
+from tenant_trace.server.lifecycle import get_current_request, handled_exception
+from tenant_trace.server.options import MIDDLEWARE_OPTIONS, MiddlewareOptions
 from tenant_trace.server.refusal import refuse
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
@@ -65,7 +71,7 @@ class TenantTrace:
     def __init__(self, app: Flask | None = None, **options: Unpack[MiddlewareOptions]) -> None:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ConfigurationError(unknown_options(unknown, OPTIONS))
+            raise OptionNameError(unknown_options(unknown, OPTIONS))
         self._options = options
         if app is not None:
             self.init_app(app)
@@ -95,7 +101,7 @@ class TenantTrace:
         known = [CONFIG_PREFIX + name.upper() for name in OPTIONS]
         unknown = sorted(settings - set(known))
         if unknown:
-            raise ConfigurationError(unknown_options(unknown, known, "setting"))
+            raise OptionNameError(unknown_options(unknown, known, "setting"))
         options = {
             name: app.config[CONFIG_PREFIX + name.upper()]
             for name in OPTIONS
@@ -119,12 +125,5 @@ def _bind_request(sender: Flask, **extra: Any) -> None:
 
 
 def _record_handled_exception(sender: Flask, exception: Exception, **extra: Any) -> None:
-    # An exception that propagates (PROPAGATE_EXCEPTIONS, or testing/debug by default)
-    # reaches the middleware, which records it; only one that Flask turns into its own 500
-    # response has to be recorded here, or the span would show it twice.
-    propagate = sender.config.get("PROPAGATE_EXCEPTIONS")
-    if propagate is None:
-        propagate = sender.testing or sender.debug
-    active = get_current_request()
-    if not propagate and active is not None:
-        active.record_exception(exception)
+    # One that propagates reaches the middleware too, which records it once (by identity).
+    handled_exception(exception)

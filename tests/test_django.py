@@ -665,6 +665,9 @@ def test_rejection_raised_by_a_view_is_answered_like_the_cores(mode: Mode, spans
         ),
         pytest.param({"MIDDLEWARE": []}, ["tenant_trace.W001"], id="middleware-missing"),
         pytest.param(
+            {"TENANT_TRACES": {"header": "X"}}, ["tenant_trace.W002"], id="misspelt-setting"
+        ),
+        pytest.param(
             {"TENANT_TRACE": 1, "MIDDLEWARE": []},
             ["tenant_trace.E001", "tenant_trace.W001"],
             id="both",
@@ -682,7 +685,7 @@ def test_bad_settings_stop_the_middleware_from_loading() -> None:
     """Django refuses to load the middleware with an invalid TENANT_TRACE, saying why."""
     with (
         override_settings(TENANT_TRACE={"headers": "X"}),
-        pytest.raises(ImproperlyConfigured, match="unknown option 'headers'"),
+        pytest.raises(ImproperlyConfigured, match="unknown tenant-trace option 'headers'"),
     ):
         Client().get("/whoami")
 

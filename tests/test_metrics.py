@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import tenant_trace
-from tenant_trace import ConfigurationError, Rejection, metrics
+from tenant_trace import ConfigurationError, metrics
 from tenant_trace.context import Tenant, require_tenant
 from tenant_trace.metrics import OTHER, RUN_DURATION_BUCKETS, TenantCap, build_metric_readers
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
@@ -349,15 +349,13 @@ def test_wsgi_rejections_are_counted(points: Points) -> None:
 
 
 def test_django_rejection_responses_are_counted(points: Points) -> None:
-    from django.conf import settings
+    """Django's answers to rejections go through the core's one refusal, which counts them."""
+    from django.test import Client
 
-    if not settings.configured:  # alone; in the whole suite tests/test_django.py did it
-        settings.configure()
-    from tenant_trace_django.middleware import rejection_response
+    import tests.test_django  # noqa: F401  (configures Django the way the Django tests do)
 
-    response = rejection_response(Rejection(403, "tenant_conflict", "sources disagree"))
-    assert response.status_code == 403
-    assert points.attributes("tenant_trace.requests.rejected") == [{"reason": "tenant_conflict"}]
+    assert Client().get("/whoami").status_code == 401
+    assert points.attributes("tenant_trace.requests.rejected") == [{"reason": "missing_tenant"}]
 
 
 # --- the tenant cap ---------------------------------------------------------------------------

@@ -271,3 +271,32 @@ def test_build_policy_configuration_errors(kwargs: dict[str, Any]) -> None:
 def test_build_policy_returns_a_ready_policy_unchanged() -> None:
     policy = TenantPolicy(default="anonymous")
     assert build_policy(policy) is policy
+
+
+@pytest.mark.parametrize("where", ["policy", "init"])
+@pytest.mark.parametrize("source", ["header", "jwt"])
+def test_the_tenant_pattern_is_one_rule_for_every_source(where: str, source: str) -> None:
+    """An id outside the pattern is the same 400 ``invalid_tenant`` whether the pattern is
+    the policy's or ``init(tenant_pattern=)``'s, from a header or a verified JWT claim."""
+    from tenant_trace.context import set_tenant_pattern
+
+    token = jwt.encode({"tenant_id": "acme", "exp": int(time.time()) + 3600}, SECRET)
+    request = (
+        tenant_header("acme")
+        if source == "header"
+        else RequestView(headers=[("Authorization", f"Bearer {token}")])
+    )
+    options: dict[str, Any] = {
+        "jwt": {"key": SECRET, "algorithms": ["HS256"]},
+        "header": "X-Tenant-ID",
+    }
+    if where == "policy":
+        options["pattern"] = r"org_[0-9]+"
+    else:
+        set_tenant_pattern(r"org_[0-9]+")
+    try:
+        rejection = rejected(build_policy(**options), request)
+    finally:
+        set_tenant_pattern(None)
+    assert (rejection.status, rejection.code) == (400, "invalid_tenant")
+    assert "pattern" in rejection.detail

@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 
+from .._version import __version__
 from ..context import Tenant, current
 from ..errors import ConfigurationError
 
@@ -108,8 +109,6 @@ class _Instruments:
     )
 
     def __init__(self, provider: otel_metrics.MeterProvider | None, cap: TenantCap) -> None:
-        from .._version import __version__
-
         meter = otel_metrics.get_meter(METER_NAME, __version__, provider)
         self.provider = provider
         self.cap = cap

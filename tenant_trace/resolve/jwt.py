@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jwt
 from jwt.algorithms import get_default_algorithms, has_crypto
 
-from ..context import Tenant, validate_tenant_id
+from ..context import Tenant, check_shape
 from ..errors import ConfigurationError, InvalidTenantError, MissingDependencyError, Rejection
 from .resolvers import BaseResolver
 from .view import RequestView
@@ -253,7 +253,7 @@ class JWTResolver(BaseResolver):
         if value is None:
             raise invalid_token(f"token has no {self.claim!r} claim")
         try:
-            return validate_tenant_id(value)
+            return check_shape(value)
         except InvalidTenantError as exc:
             raise invalid_token(f"token claim {self.claim!r}: {exc}") from None
 

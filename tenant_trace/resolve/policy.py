@@ -13,8 +13,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from ..context import Tenant, validate_tenant_id
-from ..errors import ConfigurationError, InvalidTenantError, Rejection, missing_tenant
+from ..context import Tenant, check_pattern, validate_tenant_id
+from ..errors import (
+    ConfigurationError,
+    InvalidTenantError,
+    OptionNameError,
+    Rejection,
+    missing_tenant,
+)
 from .resolvers import (
     BaggageResolver,
     ChainResolver,
@@ -67,7 +73,8 @@ class TenantPolicy:
         default: the tenant of requests that carry none (source ``default``). Never used when
             a credential is present but bad: that is always a rejection.
         allowed: the tenants accepted, as a collection or a predicate; others get 403.
-        pattern: a regular expression every tenant id must match in full (else 400).
+        pattern: a regular expression every tenant id must match in full, whatever its
+            source (else 400 ``invalid_tenant``); default: ``init(tenant_pattern=...)``.
         exclude_paths: paths neither resolved nor traced (health checks); an entry ending in
             ``*`` is a prefix.
     """
@@ -148,8 +155,10 @@ class TenantPolicy:
             if self.required:
                 raise missing_tenant()
             return self.default
-        if self.pattern is not None and not self.pattern.fullmatch(found.id):
-            raise Rejection(400, "invalid_tenant", "tenant id does not match the required pattern")
+        try:
+            check_pattern(found.id, self.pattern)
+        except InvalidTenantError as exc:
+            raise Rejection(400, "invalid_tenant", str(exc)) from None
         if self._allowed is not None and not self._allowed(found.id):
             raise Rejection(403, "tenant_not_allowed", "this tenant is not allowed here")
         return found
@@ -200,7 +209,7 @@ def build_policy(
         return policy
     unknown = sorted(set(options) - set(POLICY_OPTIONS))
     if unknown:
-        raise ConfigurationError(unknown_options(unknown, POLICY_OPTIONS))
+        raise OptionNameError(unknown_options(unknown, POLICY_OPTIONS))
     sources: list[Any] = []
     if resolver is not None:
         resolvers = resolver if isinstance(resolver, (list, tuple)) else [resolver]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-from ..context import Tenant, validate_tenant_id
+from ..context import Tenant, check_shape
 from ..errors import ConfigurationError, InvalidTenantError, Rejection
 from .hosts import normalize_domain, parse_host
 from .view import RequestView
@@ -40,9 +40,10 @@ class Resolver(Protocol):
 
 
 def checked_tenant(value: object, source: str, where: str) -> Tenant:
-    """`value` as a `Tenant` from `source`, or a 400 `Rejection` that says what is wrong."""
+    """`value` as a `Tenant` from `source`, or a 400 `Rejection` that says what is wrong
+    with its shape (the tenant pattern is the policy's to apply, for every source alike)."""
     try:
-        return Tenant(validate_tenant_id(value), source)
+        return Tenant(check_shape(value), source)
     except InvalidTenantError as exc:
         raise Rejection(400, "invalid_tenant", f"{where}: {exc}") from None
 

@@ -8,15 +8,16 @@ attributed to the request. ``lifespan`` and other scopes pass through untouched.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-from opentelemetry.trace import TracerProvider
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Rejection
-from ..resolve.policy import TenantPolicy, build_policy
 from ..resolve.view import RequestView
-from .lifecycle import RequestTracer, get_current_request
+from .lifecycle import stays_out
+from .options import MiddlewareOptions, configure
 from .refusal import refuse
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TenantTraceASGIMiddleware"]
 
@@ -44,24 +45,16 @@ class TenantTraceASGIMiddleware:
         self,
         app: ASGIApp,
         *,
-        policy: TenantPolicy | None = None,
-        tracer_provider: TracerProvider | None = None,
-        tracing: bool = True,
         route_getter: Callable[[Scope], str | None] | None = None,
-        **policy_options: Any,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.policy = build_policy(policy, **policy_options)
-        self.tracer = RequestTracer(tracer_provider=tracer_provider, tracing=tracing)
+        self.policy, self.tracer = configure(**options)
         self.route_getter = route_getter or route_template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (
-            kind not in ("http", "websocket")
-            or get_current_request() is not None  # installed twice: the outer one owns it
-            or self.policy.is_excluded(scope.get("path", ""))
-        ):
+        if kind not in ("http", "websocket") or stays_out(self.policy, scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         view = RequestView.from_asgi(scope)

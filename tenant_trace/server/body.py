@@ -10,13 +10,21 @@ the context is entered and reset around each chunk.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import AbstractContextManager
 from contextvars import Context
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .lifecycle import ActiveRequest
+from typing import Protocol
 
 __all__ = ["AsyncBody", "SyncBody"]
+
+
+class Streamed(Protocol):
+    """What a body needs of its request (`ActiveRequest`)."""
+
+    def activated(self) -> AbstractContextManager[None]: ...
+
+    def record_exception(self, exc: BaseException) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class SyncBody:
@@ -33,7 +41,7 @@ class SyncBody:
     __slots__ = ("_chunks", "_context", "_iter", "_request")
 
     def __init__(
-        self, chunks: Iterable[bytes], request: ActiveRequest, context: Context | None = None
+        self, chunks: Iterable[bytes], request: Streamed, context: Context | None = None
     ) -> None:
         self._chunks = chunks
         self._request = request
@@ -88,7 +96,7 @@ class AsyncBody:
 
     __slots__ = ("_chunks", "_request")
 
-    def __init__(self, chunks: AsyncIterator[bytes], request: ActiveRequest) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], request: Streamed) -> None:
         self._chunks = chunks
         self._request = request
 

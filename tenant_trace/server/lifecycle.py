@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, Token
-from typing import Any
+from typing import Any, overload
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
@@ -27,38 +27,39 @@ from ..agent import rollup
 from ..agent.rollup import Totals
 from ..context import Tenant, attach, detach
 from ..errors import ConfigurationError
-from ..resolve.policy import POLICY_OPTIONS, PolicyOptions
+from ..resolve.policy import TenantPolicy
 from ..resolve.view import RequestView
 from ..telemetry import record_error, tracer
 from .body import AsyncBody, SyncBody
 
 __all__ = [
-    "MIDDLEWARE_OPTIONS",
-    "TRACER_OPTIONS",
-    "MiddlewareOptions",
     "ActiveRequest",
     "RequestTracer",
     "current_request",
     "get_current_request",
+    "handled_exception",
+    "stays_out",
 ]
 
-
-class MiddlewareOptions(PolicyOptions, total=False):
-    """The options of every tenant-trace middleware: the policy's, and the tracer's."""
-
-    tracer_provider: trace.TracerProvider | None
-    tracing: bool
-
-
-#: The middleware options that are not policy options.
-TRACER_OPTIONS = ("tracer_provider", "tracing")
-#: Every middleware option (`MiddlewareOptions`).
-MIDDLEWARE_OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
 
 logger = logging.getLogger("tenant_trace")
 
 SPAN_NAME = "agent.run"
 _active: ContextVar[ActiveRequest | None] = ContextVar("tenant_trace.request", default=None)
+
+
+def handled_exception(exc: BaseException) -> None:
+    """Tell the current request, if any, of an exception the framework turned into a
+    response itself (Django's and Flask's error handling); see `ActiveRequest.handled_exception`."""
+    request = _active.get()
+    if request is not None:
+        request.handled_exception(exc)
+
+
+def stays_out(policy: TenantPolicy, path: str) -> bool:
+    """Whether a middleware leaves a request alone: its path is excluded, or an outer
+    tenant-trace middleware owns it already (installed twice, or Django behind ours)."""
+    return _active.get() is not None or policy.is_excluded(path)
 
 
 def get_current_request() -> ActiveRequest | None:
@@ -157,6 +158,7 @@ class ActiveRequest:
     __slots__ = (
         "_context",
         "_handed_over",
+        "_handled",
         "_opening",
         "_recorded",
         "_route",
@@ -182,6 +184,7 @@ class ActiveRequest:
         self._opening: tuple[RequestTracer, RequestView, bool] | None = (tracer, view, websocket)
         self._context: otel_context.Context | None = None
         self._recorded: BaseException | None = None
+        self._handled: BaseException | None = None
         self._route = route
         self._started: float | None = None
         self._status: int | None = None
@@ -241,22 +244,33 @@ class ActiveRequest:
         if self.span is not None:
             record_error(self.span, exc)
 
+    def handled_exception(self, exc: BaseException) -> None:
+        """An exception the framework turned into a response itself (Django's and Flask's
+        error handling): recorded if that response is a server error, not for a 404."""
+        self._handled = exc
+
     def hand_over(self) -> None:
         """Leave the span open when the request block ends: whatever sends the response
         afterwards ends it with `finish`."""
         self._handed_over = True
 
-    def stream(self, chunks: Iterable[bytes], context: Context | None = None) -> SyncBody:
-        """Hand the span over to a body the server iterates after the middleware returned:
-        each chunk is made in this request's context, and the span ends after the last one
-        or when the server closes the body. `context`: see `SyncBody`."""
-        self.hand_over()
-        return SyncBody(chunks, self, context)
+    @overload
+    def stream(self, chunks: AsyncIterator[bytes], context: None = None) -> AsyncBody: ...
 
-    def astream(self, chunks: AsyncIterator[bytes]) -> AsyncBody:
-        """`stream` for an async body."""
+    @overload
+    def stream(self, chunks: Iterable[bytes], context: Context | None = None) -> SyncBody: ...
+
+    def stream(
+        self, chunks: Iterable[bytes] | AsyncIterator[bytes], context: Context | None = None
+    ) -> SyncBody | AsyncBody:
+        """Hand the span over to a body the server iterates after the middleware returned
+        (an iterable or an async iterator): each chunk is made in this request's context,
+        and the span ends after the last one or when the server closes the body.
+        `context`: see `SyncBody`."""
         self.hand_over()
-        return AsyncBody(chunks, self)
+        if isinstance(chunks, AsyncIterator):
+            return AsyncBody(chunks, self)
+        return SyncBody(chunks, self, context)
 
     def finish(self) -> None:
         """Record the outcome and end the span (once; later calls do nothing)."""
@@ -271,6 +285,8 @@ class ActiveRequest:
             except Exception:
                 logger.debug("tenant_trace: reading the route failed", exc_info=True)
                 route = None
+        if self._handled is not None and self._status is not None and self._status >= 500:
+            self.record_exception(self._handled)
         failure = totals.failure if totals is not None else None
         metrics.record_request(self.tenant, started, failure, self._recorded, self._status)
         span, self.span = self.span, None

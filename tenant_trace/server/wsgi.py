@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterable
-from typing import Any
-
-from opentelemetry.trace import TracerProvider
+from typing import TYPE_CHECKING, Any
 
 from ..context import Tenant
 from ..errors import Rejection
-from ..resolve.policy import TenantPolicy, build_policy
 from ..resolve.view import RequestView
-from .lifecycle import RequestTracer, get_current_request
+from .lifecycle import stays_out
+from .options import MiddlewareOptions, configure
 from .refusal import refuse
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TenantTraceWSGIMiddleware"]
 
@@ -43,20 +44,13 @@ class TenantTraceWSGIMiddleware:
     def __init__(
         self,
         app: WSGIApp,
-        *,
-        policy: TenantPolicy | None = None,
-        tracer_provider: TracerProvider | None = None,
-        tracing: bool = True,
-        **policy_options: Any,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.policy = build_policy(policy, **policy_options)
-        self.tracer = RequestTracer(tracer_provider=tracer_provider, tracing=tracing)
+        self.policy, self.tracer = configure(**options)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if get_current_request() is not None or self.policy.is_excluded(
-            environ.get("PATH_INFO", "")
-        ):
+        if stays_out(self.policy, environ.get("PATH_INFO", "")):
             return self.app(environ, start_response)
         view = RequestView.from_wsgi(environ)
         try:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "DETECTORS",
     "SECRET_NAMES",
     "Detector",
+    "fold",
     "iban_is_valid",
     "is_secret_name",
     "luhn_is_valid",
@@ -51,6 +54,49 @@ def _finder(
                 yield span
 
     return find
+
+
+# -- look-alike characters ------------------------------------------------------------------
+
+# What a keyboard, an input method or a typesetter puts in numbers instead of ASCII: other
+# decimal digits (fullwidth, Arabic-Indic, Devanagari ...), fullwidth forms, no-break, thin
+# and other spaces, hyphens, dashes and minus signs.
+_FOLDABLE = re.compile(
+    r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u2010-\u2015\u2212\ufe63\uff01-\uff5e]"
+    r"|(?![0-9])\d"
+)
+
+
+@lru_cache(maxsize=1024)
+def _fold_char(char: str) -> str:
+    code = ord(char)
+    if 0xFF01 <= code <= 0xFF5E:  # fullwidth ASCII
+        return chr(code - 0xFEE0)
+    if char.isdecimal():
+        return str(unicodedata.decimal(char))
+    category = unicodedata.category(char)
+    return " " if category == "Zs" else "-"
+
+
+def _fold_match(match: re.Match[str]) -> str:
+    return _fold_char(match.group())
+
+
+def fold(text: str) -> str:
+    """`text` with look-alike characters as ASCII, one for one, so that offsets in it are
+    offsets in `text`: decimal digits of any script (fullwidth, Arabic-Indic ...) as ASCII
+    digits, fullwidth forms as ASCII, no-break, thin and other spaces as a space, hyphens,
+    dashes and minus signs as ``-``. The detectors run on this; what they find is replaced
+    in `text`."""
+    if text.isascii():
+        return text
+    return _FOLDABLE.sub(_fold_match, text)
+
+
+def _is_word_char(char: str) -> bool:
+    """An ASCII letter, digit or underscore: what a value must not be glued to. Letters of
+    other scripts are not (Japanese writes ``電話番号は090-1234-5678です``, no spaces)."""
+    return char.isascii() and (char.isalnum() or char == "_")
 
 
 # Seven digits or more, with at most two separators between each: what every card number,
@@ -95,8 +141,13 @@ def is_secret_name(key: str) -> bool:
 
 # -- email ----------------------------------------------------------------------------------
 
-_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+([^\W\d_]{2,24})(?![\w-])")
-_EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
+# Kana, CJK ideographs and Hangul are letters, but not of an address written in Japanese,
+# Chinese or Korean text, where words are not separated by spaces.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_EMAIL_DOMAIN = re.compile(
+    rf"@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+([^\W\d_{_CJK}]{{2,24}})(?![^\W{_CJK}]|-)"
+)
+_EMAIL_LOCAL = re.compile(rf"(?:[^\W{_CJK}]|[.%+-]){{1,64}}\Z")
 # "icon@2x.png" is a file name, not an address.
 _FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tiff"})
 
@@ -113,12 +164,13 @@ def _find_emails(text: str) -> Iterator[Range]:
 
 # -- payment cards --------------------------------------------------------------------------
 
-# 13-19 digits in one run, or groups joined by single spaces or dashes; the check finds a
-# card among the leading groups (a CVV or an expiry may follow it).
+# 12-19 digits in one run, or groups joined by single spaces, dashes or dots; the check
+# finds a card among the leading groups (a CVV or an expiry may follow it).
 _CARD = re.compile(
-    r"[0-9](?<![\w.,+-][0-9])(?:[0-9]{12,18}|[0-9]{3}(?:[ -][0-9]{1,6}){2,7})(?![\w])"
+    r"[0-9](?<![\w.,+-][0-9])(?:[0-9]{11,18}|[0-9]{3}(?:[ .-][0-9]{1,6}){2,7})(?![\w])",
+    re.ASCII,
 )
-_SEPARATOR = re.compile(r"[ -]")
+_SEPARATOR = re.compile(r"[ .-]")
 
 
 def luhn_is_valid(digits: str) -> bool:
@@ -140,23 +192,25 @@ def _card_brand(digits: str) -> bool:
     n, first = len(digits), digits[0]
     if first == "4":
         return n in (13, 16, 19)
-    if first == "5":
+    if first == "5":  # Mastercard 51-55; Maestro 50, 56-59, of 12 to 19 digits
         return n == 16 if "51" <= digits[:2] <= "55" else 12 <= n <= 19
-    if first == "2":
-        return n == 16 and "2221" <= digits[:4] <= "2720"
+    if first == "2":  # Mastercard 2221-2720; the 15-digit JCB 2131
+        return (n == 16 and "2221" <= digits[:4] <= "2720") or (n == 15 and digits[:4] == "2131")
+    if first == "1":  # the 15-digit JCB 1800
+        return n == 15 and digits[:4] == "1800"
     if first == "3":
         if digits[:2] in ("34", "37"):
             return n == 15
         return digits[:2] in ("30", "35", "36", "38", "39") and 14 <= n <= 19
-    return first == "6" and 13 <= n <= 19
+    return first == "6" and 12 <= n <= 19  # Discover, UnionPay, Maestro 6x
 
 
 def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and _card_brand(digits) and luhn_is_valid(digits)
+    return 12 <= len(digits) <= 19 and _card_brand(digits) and luhn_is_valid(digits)
 
 
 def _card_shape(sizes: list[int]) -> bool:
-    """4-4-4-4(-1..4), 4-4-4-1..4 (13-15 digits), or the Amex/Diners 4-6-5 and 4-6-4."""
+    """4-4-4-4(-1..4), 4-4-4(-1..4) (12-15 digits), or the Amex/Diners 4-6-5 and 4-6-4."""
     if sizes[0] != 4:
         return False
     if len(sizes) == 3 and sizes[1] == 6:
@@ -168,6 +222,9 @@ def _check_card(match: re.Match[str]) -> Range | None:
     text = match.group()
     if text.isdigit():
         return match.span() if _is_card(text) else None
+    separators = set(_SEPARATOR.findall(text))
+    if len(separators) > 1 and "." in separators:  # "1234 5678.90": not one number
+        return None
     groups = _SEPARATOR.split(text)
     start = match.start()
     for count in range(min(len(groups), 5), 2, -1):
@@ -180,8 +237,9 @@ def _check_card(match: re.Match[str]) -> Range | None:
 # -- US social security numbers (not 000, 666 or 9xx; group and serial not all zeros) ------
 
 _SSN = re.compile(
-    r"[0-8](?<![\w.,+-][0-8])(?<![0-9][ -][0-8])[0-9]{2}(?<!000)(?<!666)([- ])"
-    r"(?!00)[0-9]{2}\1(?!0000)[0-9]{4}(?![\w]|[.,-][0-9]| [0-9])"
+    r"[0-8](?<![\w.,+-][0-8])(?<![0-9][ .-][0-8])[0-9]{2}(?<!000)(?<!666)([-. ])"
+    r"(?!00)[0-9]{2}\1(?!0000)[0-9]{4}(?![\w]|[.,-][0-9]| [0-9])",
+    re.ASCII,
 )
 
 # -- phone numbers --------------------------------------------------------------------------
@@ -201,7 +259,8 @@ _PHONE = re.compile(
     # National numbers with a trunk 0: 020 7946 0958, (020) 7946 0958, 06 12 34 56 78.
     r"|(?<=0)[1-9][0-9]{0,4}(?P<t>[ .-])[0-9]{2,8}(?:(?P=t)[0-9]{2,8}){0,3}"
     r"|(?<=\()0[1-9][0-9]{0,4}\)(?P<u>[ .-])[0-9]{2,8}(?:(?P=u)[0-9]{2,8}){0,3}"
-    r")(?![\w]|[.-][0-9]| [0-9])"
+    r")(?![\w]|[.-][0-9]| [0-9])",
+    re.ASCII,
 )
 _PHONE_CUE = re.compile(
     r"(?i:phone|tel|call|mobile|cell|fax|text|sms|whatsapp|contact|reach|number|no\.|#)"
@@ -231,7 +290,7 @@ def _check_phone(match: re.Match[str]) -> Range | None:
 
 # -- IBAN -----------------------------------------------------------------------------------
 
-_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}")
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?:[ .-]?[A-Z0-9]){11,30}")
 # The length of the IBAN of each country in the SWIFT registry.
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
@@ -245,6 +304,9 @@ _IBAN_LENGTHS = {
     "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
+
+
+_IBAN_SEPARATORS = re.compile(r"[ .-]")
 
 
 def iban_is_valid(iban: str) -> bool:
@@ -265,20 +327,30 @@ def _check_iban(match: re.Match[str]) -> Range | None:
     # length, which must end at a word boundary.
     seen = end = 0
     while end < len(text) and seen < length:
-        seen += text[end] != " "
+        seen += text[end] not in " .-"
         end += 1
     if seen < length:
         return None
     following = match.string[match.start() + end : match.start() + end + 1]
-    if following.isalnum() or not iban_is_valid(text[:end].replace(" ", "")):
+    compact = _IBAN_SEPARATORS.sub("", text[:end])
+    if _is_word_char(following) or not iban_is_valid(compact):
+        return None
+    # One kind of separator, as printed ("DE89 3704 ..."), not a dotted run of words.
+    if len(set(_IBAN_SEPARATORS.findall(text[:end]))) > 1:
         return None
     return match.start(), match.start() + end
 
 
 # -- IP addresses (off by default: versions such as 1.2.3.4 look the same) ------------------
 
-_IPV4 = re.compile(r"[0-9](?<![\w.:][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
-_IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w.:][0-9A-Fa-f:])[0-9A-Fa-f:.]{1,44}(?![\w:])")
+_IPV4 = re.compile(
+    r"[0-9](?<![\w.:][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])",
+    re.ASCII,
+)
+_IPV6 = re.compile(
+    r"[0-9A-Fa-f:](?<![\w.:][0-9A-Fa-f:])[0-9A-Fa-f:.]{1,44}(?![\w:])",
+    re.ASCII,
+)
 _IP_GATE = re.compile(r"[0-9]\.[0-9]|::|:[0-9A-Fa-f]{1,4}:")
 
 
@@ -338,7 +410,7 @@ def _looks_random(token: str) -> bool:
 def _check_api_key(match: re.Match[str]) -> Range | None:
     start = match.start()
     before = match.string[start - 1 : start]
-    if before and (before.isalnum() or before in "_-"):  # part of a longer word
+    if before and (_is_word_char(before) or before == "-"):  # part of a longer word
         return None
     body = match.group("sk")
     if body is not None and not _looks_random(body):
@@ -354,7 +426,7 @@ _PRIVATE_KEY = re.compile(
 # -- bearer and basic credentials -----------------------------------------------------------
 
 _BEARER = re.compile(
-    r"[Bb](?<![\w][Bb])(?:earer|EARER|asic|ASIC) +(?P<token>[A-Za-z0-9\-._~+/]{8,}=*)"
+    r"[Bb](?<![\w][Bb])(?:earer|EARER|asic|ASIC) +(?P<token>[A-Za-z0-9\-._~+/]{8,}=*)", re.ASCII
 )
 _BEARER_TRIGGER = "Bearer |bearer |BEARER |Basic |basic |BASIC "
 _BEARER_GATE = re.compile(_BEARER_TRIGGER)

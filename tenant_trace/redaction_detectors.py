@@ -2,7 +2,10 @@
 
 Each detector finds candidates with a precompiled pattern and checks them: a card number must
 pass the Luhn check and fit a card network, an IBAN its country's length and mod-97 checksum,
-a phone number must not be a date, an ``sk-`` key must look random. Every pattern starts with
+a phone number must be shaped as one (or follow a word such as "call" or "Telefon") and have
+a length its country allows (by libphonenumber's data with the ``pii`` extra), an ``sk-`` key
+must look random. Detectors read the text `fold`-ed: fullwidth and other digits, no-break
+and thin spaces, dashes as their ASCII look-alikes, one for one. Every pattern starts with
 a literal or a character class (look-behinds come after the first character), so the regex
 engine skips to the few places a match can start instead of trying every position; and each
 detector has a cheap gate, so most detectors never run on a given text.
@@ -244,48 +247,206 @@ _SSN = re.compile(
 
 # -- phone numbers --------------------------------------------------------------------------
 
+# A candidate: "+", "(" or a digit, not inside a word or another number; then digits and
+# brackets, joined by single spaces, hyphens or dots; then maybe an extension (x 123,
+# ext. 123). `_check_phone` decides from its shape, a phone word nearby, and its length:
+# checked by phonenumbers (libphonenumber's data) when the ``pii`` extra is installed.
 _PHONE = re.compile(
-    # The first character, then what may follow it.
-    r"[+(0-9](?<![\w+.,-][+(0-9])(?<![0-9][ .-][+(0-9])(?:"
-    # E.164 and international: +, a country code, digits with optional separators.
-    r"(?<=\+)[1-9](?:[ .-]?\(?[0-9]\)?){6,14}"
-    # North America: (415) 555-2671, 1 (415) 555-2671, 415-555-2671, 1-800-555-0199.
-    r"|(?<=\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-][0-9]{4}"
-    r"|(?<=1)[ .-]\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-][0-9]{4}"
-    r"|(?<=1)[.-][2-9][0-9]{2}(?P<s1>[.-])[2-9][0-9]{2}(?P=s1)[0-9]{4}"
-    r"|(?<=[2-9])[0-9]{2}(?P<s>[.-])[2-9][0-9]{2}(?P=s)[0-9]{4}"
-    # ... and with spaces, only after a word such as "call" or "phone" (not "256 512 1024").
-    r"|(?<=[2-9])(?P<spaced>[0-8][0-9] [2-9][0-9]{2} [0-9]{4})"
-    # National numbers with a trunk 0: 020 7946 0958, (020) 7946 0958, 06 12 34 56 78.
-    r"|(?<=0)[1-9][0-9]{0,4}(?P<t>[ .-])[0-9]{2,8}(?:(?P=t)[0-9]{2,8}){0,3}"
-    r"|(?<=\()0[1-9][0-9]{0,4}\)(?P<u>[ .-])[0-9]{2,8}(?:(?P=u)[0-9]{2,8}){0,3}"
-    r")(?![\w]|[.-][0-9]| [0-9])",
+    r"[+(0-9](?<![\w+.,/#-][+(0-9])(?<![0-9][ .-][+(0-9])"
+    r"(?=(?:[ ().+-]{0,3}[0-9]){6})"  # six more digits (the 7th may be the first character)
+    r"(?:(?<=\()\+)?(?:[0-9()]+|[ .-](?=[0-9(]))*"
+    r"(?P<ext> ?(?i:x|ext\.?|extension) ?[0-9]{1,6})?",
     re.ASCII,
 )
-_PHONE_CUE = re.compile(
-    r"(?i:phone|tel|call|mobile|cell|fax|text|sms|whatsapp|contact|reach|number|no\.|#)"
-    r"[^0-9]{0,12}\Z"
+# Words that introduce a phone number, in the languages of the regions below (and a few
+# more), before the number or just after it: "call me at ...", "... (mobile)".
+_PHONE_WORDS = (
+    "phone", "tel", "call", "mobile", "cell", "fax", "sms", "whatsapp", "ring",
+    "handy", "mobil", "rufnummer", "anruf", "erreich",  # de
+    "portable", "appel", "joindre", "joignable",  # fr
+    "llam", "móvil", "movil", "celular", "contacto",  # es, pt
+    "cellulare", "chiam",  # it
+    "bel ", "bellen", "mobiel", "bereik",  # nl
+    "télé", "telé", "ligue", "ligar", "liga ", "contato",  # fr, es, pt
+    "電話", "携帯", "連絡",  # ja
+)  # fmt: skip
+# A Latin word starts a word ("call", not "recall"); a Japanese one need not.
+_PHONE_WORD = re.compile(
+    "|".join(
+        re.escape(word) if ord(word[0]) > 0x2FFF else rf"(?<![^\W\d_]){re.escape(word)}"
+        for word in _PHONE_WORDS
+    ),
+    re.IGNORECASE,
 )
-_DATE = re.compile(r"\+?(?:[0-9]{4}[-./][0-9]{2}[-./][0-9]{2}|[0-9]{2}[-./][0-9]{2}[-./][0-9]{4})")
+_LAST_DIGIT = re.compile(r"[0-9](?=[^0-9]*\Z)")
+_FIRST_DIGIT = re.compile(r"[0-9]")
+
+
+def _phone_word_near(text: str, start: int, end: int) -> bool:
+    """Whether a phone word is among the 24 characters before `start` (after any digit) or
+    the 12 after `end`."""
+    before = text[max(0, start - 32) : start]
+    digit = _LAST_DIGIT.search(before)
+    if digit is not None:
+        before = before[digit.end() :]
+    after = text[end : end + 12]
+    digit = _FIRST_DIGIT.search(after)
+    if digit is not None:
+        after = after[: digit.start()]
+    return _PHONE_WORD.search(before + " " + after) is not None
+
+
+# Words that may introduce any number, a phone number among them: only for the spaced North
+# American shape ("My number is 212 555 0143"), never for a bare run ("ticket #4155552671").
+_NUMBER_WORD_BEFORE = re.compile(r"(?i:number|no\.|contact|reach|text)[^0-9]{0,12}\Z")
+_MONTH, _DAY = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12][0-9]|3[01])"
+_DATE = re.compile(
+    rf"(?:[0-9]{{4}}[-./]{_MONTH}[-./]{_DAY}|{_DAY}[-./]{_MONTH}[-./][0-9]{{4}}"
+    rf"|{_MONTH}[-./]{_DAY}[-./][0-9]{{4}})(?![0-9])"
+)
+_YEAR_MONTH = re.compile(r"(?:19|20)[0-9]{2}[-./](?:0[1-9]|1[0-2])(?![0-9])")
+_YEAR = re.compile(r"\(?(?:19|20)[0-9]{2}(?![0-9])")
+_GROUPS = re.compile(r"[0-9]+")
+_SPACED_NANP = re.compile(r"[2-9][0-9]{2} [2-9][0-9]{2} [0-9]{4}\Z")
+
+# National numbers written without a country code are tried in these regions: the ten
+# locales of the recall corpus (tests/test_redaction_recall.py).
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "BR", "JP", "IN")
+
+
+def _bracketed(text: str) -> str | None:
+    """`text` without brackets around it or left open at either end; ``None`` when what is
+    left is not bracketed as a phone number is: at most two pairs, none nested."""
+    if "(" not in text and ")" not in text:
+        return text
+    while True:
+        closing: dict[int, int] = {}  # where each "(" is closed
+        opened: list[int] = []
+        unmatched: list[int] = []
+        for position, char in enumerate(text):
+            if char == "(":
+                opened.append(position)
+            elif char == ")":
+                if opened:
+                    closing[opened.pop()] = position
+                else:
+                    unmatched.append(position)
+        unmatched.extend(opened)
+        last = len(text) - 1
+        if text[:1] == "(" and (closing.get(0) == last or 0 in unmatched):
+            text = text[1:-1] if closing.get(0) == last else text[1:]
+        elif text[-1:] == ")" and last in unmatched:
+            text = text[:-1]
+        else:
+            break
+    if (
+        unmatched
+        or len(closing) > 2
+        or any(o < other < c for o, c in closing.items() for other in closing if other != o)
+    ):
+        return None
+    return text
 
 
 def _check_phone(match: re.Match[str]) -> Range | None:
-    text = match.group()
-    start = match.start()
-    if match.group("spaced") and not _PHONE_CUE.search(match.string, max(0, start - 40), start):
+    text = match.string
+    start, end = match.span()
+    if _is_word_char(text[end : end + 1]):
         return None
-    if text.count("(") != text.count(")") or text.count("(") > 1:
+    ext = match.group("ext") or ""
+    raw = text[start : end - len(ext)]
+    body = _bracketed(raw)
+    if body is None or not body[-1:].isdigit():
         return None
-    digits = sum(c.isdigit() for c in text)
-    if text[0] == "+":
-        low, high = 7, 15
-    elif text[0] == "0" or text.startswith("(0"):
-        low, high = 9, 12
-    else:
-        low, high = 10, 11
-    if not low <= digits <= high or _DATE.match(text):
+    start += raw.find(body)
+    end = start + len(body) + (len(ext) if raw.endswith(body) else 0)
+    groups = _GROUPS.findall(body)
+    digits = "".join(groups)
+    if len(digits) < 7:
         return None
-    return match.span()
+    if body.lstrip("(")[:1] == "+":  # +44 20 7946 0958, (+44) 20 7946 0958
+        # The trunk 0 in brackets is not dialled from abroad: +44 (0)20 7946 0958.
+        dialled = "".join(_GROUPS.findall(body.replace("(0)", "", 1)))
+        if _possible(dialled, national=False) and not _DATE.match(body.lstrip("(+")):
+            return start, end
+        return None
+    if _DATE.match(body) or _YEAR_MONTH.match(body):
+        return None
+    if digits.startswith("00"):  # an international prefix: 00 44 20 7946 0958
+        if _possible(digits[2:], national=False) or (
+            _phone_word_near(text, start, end) and _possible(digits, national=True)
+        ):
+            return start, end
+        return None
+    if "." in body and len(groups) == 4 and all(len(g) <= 3 for g in groups):
+        return None  # an IPv4 address
+    # Groups of one digit are parts of versions and ISBNs, except a leading 1 (1-800-...).
+    if any(len(g) < 2 for g in groups[1:]) or (len(groups[0]) < 2 and groups[0] != "1"):
+        return None
+    separated = any(c in body for c in ".-()")
+    sizes = [len(g) for g in groups]
+    if digits[0] == "0":  # a national number with its trunk prefix: 020 7946 0958
+        shape = separated or " " in body or _phone_word_near(text, start, end)
+    elif len(digits) > 11 or (
+        sizes[-3:] == [3, 3, 4] and (groups[-3][0] in "01" or groups[-2][0] in "01")
+    ):
+        return None  # too long without a trunk prefix; not a North American number
+    elif (
+        separated
+        and len(digits) >= 10
+        and not _YEAR.match(body)  # 2023-0001234, (2024) 123-4567: ids of the year
+        and not (sizes[0] <= 3 and set(sizes[1:]) == {3})  # 1.234.567.890: an amount
+        and not ("." in body and len(groups) > 3 and groups[0] != "1")  # 12.40.300.1234
+    ):  # 415-555-2671, (415) 555-2671, 47 3157-5464
+        shape = True
+    elif _SPACED_NANP.match(body):  # 415 555 2671 after "call" or "number"
+        shape = _phone_word_near(text, start, end) or (
+            _NUMBER_WORD_BEFORE.search(text, max(0, start - 40), start) is not None
+        )
+    else:  # 4155552671, 612 345 678: a phone word must say so
+        shape = _phone_word_near(text, start, end)
+    return (start, end) if shape and _possible(digits, national=True) else None
+
+
+def _possible(digits: str, national: bool) -> bool:
+    """Whether `digits` can be a phone number: with its country code, or a `national` number
+    (with or without its trunk prefix) of one of `PHONE_REGIONS`. With phonenumbers
+    installed, by the lengths libphonenumber knows for each country and region; else by
+    lengths that fit most: 7-15 digits with the country code, 9-12 with a trunk 0, 10-11
+    without."""
+    if not 7 <= len(digits) <= 15 or (national and not 9 <= len(digits) <= 12):
+        return False
+    if _has_phonenumbers():
+        return _possible_by_library(digits, national)
+    return not national or (len(digits) >= 9 if digits[0] == "0" else 10 <= len(digits) <= 11)
+
+
+@lru_cache(maxsize=1)
+def _has_phonenumbers() -> bool:
+    """Whether the ``pii`` extra is installed; phonenumbers is imported on first use."""
+    try:
+        import phonenumbers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _possible_by_library(digits: str, national: bool) -> bool:
+    import phonenumbers
+
+    regions: tuple[str | None, ...] = PHONE_REGIONS if national else (None,)
+    number = digits if national else "+" + digits
+    for region in regions:
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException:
+            continue
+        # Not IS_POSSIBLE_LOCAL_ONLY: 7 digits are a US number only within its area code.
+        reason = phonenumbers.is_possible_number_with_reason(parsed)
+        if reason == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return True
+    return False
 
 
 # -- IBAN -----------------------------------------------------------------------------------

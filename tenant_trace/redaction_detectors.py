@@ -23,6 +23,7 @@ from typing import NamedTuple
 __all__ = [
     "DEFAULT_DETECTORS",
     "DETECTORS",
+    "PHONE_REGIONS",
     "SECRET_NAMES",
     "Detector",
     "fold",

@@ -38,6 +38,13 @@ PROMPT = (
     "I am jane.doe@example.com, charge my card 4111 1111 1111 1111 and use my key "
     "sk-proj-Xa81Kd93LmQp02ZtVb77NcEw4Ry6Uh5JfGs0 please"
 )
+# The same kinds of value as people abroad type them: a French phone number with no-break
+# spaces, a card number in fullwidth digits (a Japanese input method), an IBAN.
+PROMPT_LOCALE = (
+    "Bonjour, je suis Jeanne, joignable au 06\u00a012\u00a034\u00a056\u00a078 ; payez avec "
+    + "4111 1111 1111 1111".translate({32: 0x3000, **{48 + i: 0xFF10 + i for i in range(10)}})
+    + " ou virez sur FR14 2004 1010 0505 0001 3M02 606, merci\u202f!"
+)
 PROSE = (
     "Summarise the customer's last three orders and tell them when the next delivery is due. "
     "Be brief and friendly, mention the tracking page, and do not promise refunds. "
@@ -75,6 +82,10 @@ SHAPES: dict[str, Callable[[int], tuple[dict[str, Any], dict[str, Any]]]] = {
     "pii": lambda i: (
         {**http_attributes(i), "gen_ai.input.messages": PROMPT},
         {"content": PROMPT},
+    ),
+    "pii_locale": lambda i: (
+        {**http_attributes(i), "gen_ai.input.messages": PROMPT_LOCALE},
+        {"content": PROMPT_LOCALE},
     ),
 }
 

@@ -109,6 +109,54 @@ def test_find_reports_kinds_and_positions_in_order() -> None:
     assert [(f.kind, text[f.start : f.end]) for f in found] == [("EMAIL", EMAIL), ("CARD", CARD)]
 
 
+def fullwidth(text: str) -> str:
+    """Digits as an input method types them: U+FF10..U+FF19, and the ideographic space."""
+    return text.translate({**{48 + i: 0xFF10 + i for i in range(10)}, 32: 0x3000})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(f"card {fullwidth(CARD)} ok", "card <CARD> ok", id="fullwidth-card"),
+        pytest.param("ssn \u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669", "ssn <SSN>",
+                     id="arabic-indic-ssn"),
+        pytest.param("card 4111\u00a01111\u00a01111\u00a01111", "card <CARD>", id="nbsp-card"),
+        pytest.param("IBAN DE89\u20093704\u20090044\u20090532\u20090130\u200900", "IBAN <IBAN>",
+                     id="thin-space-iban"),
+        pytest.param("card 4111.1111.1111.1111.", "card <CARD>.", id="dotted-card"),
+        pytest.param("ssn 123.45.6789", "ssn <SSN>", id="dotted-ssn"),
+        pytest.param("card 4111\u20131111\u20131111\u20131111", "card <CARD>", id="en-dash-card"),
+        pytest.param("電話番号は123-45-6789です", "電話番号は<SSN>です", id="glued-to-japanese"),
+        pytest.param("メールはtaro@example.jpです", "メールは<EMAIL>です", id="japanese-email"),
+        pytest.param("キーAKIAIOSFODNN7EXAMPLEで", "キー<API_KEY>で", id="japanese-key"),
+        pytest.param("JCB 213100000000001 ok", "JCB <CARD> ok", id="jcb-15-2131"),
+        pytest.param("JCB 1800 0000 0000 002", "JCB <CARD>", id="jcb-15-1800"),
+        pytest.param("Maestro 5038 4682 0341", "Maestro <CARD>", id="maestro-12"),
+        pytest.param("Maestro 676170652470.", "Maestro <CARD>.", id="maestro-12-run"),
+    ],
+)  # fmt: skip
+def test_look_alike_characters_and_more_card_networks(text: str, expected: str) -> None:
+    """Detectors read the text folded to ASCII, and replace the original characters."""
+    assert Redactor()(text) == expected
+
+
+def test_look_alikes_that_stay_what_they_are() -> None:
+    redactor = Redactor()
+    for text in ("price 1\u202f234\u202f567,89\u00a0€", "order 4111.1111 1111.1111", "v1.2.3"):
+        assert redactor.scrub(text) is text
+    # A fullwidth digit is one character, as its ASCII digit is: offsets are the text's own.
+    text = f"a {fullwidth(CARD)} b"
+    (finding,) = redactor.find(text)
+    assert (finding.start, finding.end) == (2, len(text) - 2)
+
+
+def test_pseudonyms_of_look_alikes_are_the_same() -> None:
+    redactor = Redactor(replacement="pseudonym", key="k")
+    ascii_card = redactor.scrub(CARD, "acme")
+    assert redactor.scrub(fullwidth(CARD), "acme") == ascii_card
+    assert redactor.scrub("4111\u00a01111\u00a01111\u00a01111", "acme") == ascii_card
+
+
 def test_ip_addresses_only_when_asked() -> None:
     text = "from 10.0.0.1 and 2001:db8::1, version 1.2.3.4"
     assert Redactor()(text) == text

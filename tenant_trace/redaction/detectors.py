@@ -2,7 +2,10 @@
 
 Each detector finds candidates with a precompiled pattern and checks them: a card number must
 pass the Luhn check and fit a card network, an IBAN its country's length and mod-97 checksum,
-a phone number must not be a date, an ``sk-`` key must look random. Every pattern starts with
+a phone number must be shaped as one (or follow a word such as "call" or "Telefon") and have
+a length its country allows (by libphonenumber's data with the ``pii`` extra), an ``sk-`` key
+must look random. Detectors read the text `fold`-ed: fullwidth and other digits, no-break
+and thin spaces, dashes as their ASCII look-alikes, one for one. Every pattern starts with
 a literal or a character class (look-behinds come after the first character), so the regex
 engine skips to the few places a match can start instead of trying every position; and each
 detector has a cheap gate, so most detectors never run on a given text.
@@ -12,14 +15,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_DETECTORS",
     "DETECTORS",
+    "PHONE_REGIONS",
     "SECRET_NAMES",
     "Detector",
+    "fold",
     "iban_is_valid",
     "is_secret_name",
     "luhn_is_valid",
@@ -51,6 +58,58 @@ def _finder(
                 yield span
 
     return find
+
+
+# -- look-alike characters ------------------------------------------------------------------
+
+# What a keyboard, an input method or a typesetter puts in numbers instead of ASCII: other
+# decimal digits (fullwidth, Arabic-Indic, Devanagari ...), fullwidth forms, no-break, thin
+# and other spaces, hyphens, dashes and minus signs.
+_FOLDABLE = re.compile(
+    r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u2010-\u2015\u2212\ufe63\uff01-\uff5e]"
+    r"|(?![0-9])\d"
+)
+
+
+def _fold_char(char: str) -> str:
+    code = ord(char)
+    if 0xFF01 <= code <= 0xFF5E:  # fullwidth ASCII
+        return chr(code - 0xFEE0)
+    if char.isdecimal():
+        return str(unicodedata.decimal(char))
+    return " " if unicodedata.category(char) == "Zs" else "-"
+
+
+class _FoldTable(dict[int, int]):
+    """`str.translate`'s table for `fold`, filled as characters are met (a character maps
+    to itself unless it is foldable)."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        folded = ord(_fold_char(char)) if _FOLDABLE.match(char) else code
+        if len(self) < 65536:
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
+def fold(text: str) -> str:
+    """`text` with look-alike characters as ASCII, one for one, so that offsets in it are
+    offsets in `text`: decimal digits of any script (fullwidth, Arabic-Indic ...) as ASCII
+    digits, fullwidth forms as ASCII, no-break, thin and other spaces as a space, hyphens,
+    dashes and minus signs as ``-``. The detectors run on this; what they find is replaced
+    in `text`."""
+    if text.isascii() or _FOLDABLE.search(text) is None:
+        return text
+    return text.translate(_FOLD_TABLE)
+
+
+def _is_word_char(char: str) -> bool:
+    """An ASCII letter, digit or underscore: what a value must not be glued to. Letters of
+    other scripts are not (Japanese writes ``電話番号は090-1234-5678です``, no spaces)."""
+    return char.isascii() and (char.isalnum() or char == "_")
 
 
 # Seven digits or more, with at most two separators between each: what every card number,
@@ -95,8 +154,14 @@ def is_secret_name(key: str) -> bool:
 
 # -- email ----------------------------------------------------------------------------------
 
-_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+([^\W\d_]{2,24})(?![\w-])")
+# Kana, CJK ideographs and Hangul are letters, but not of an address written in Japanese,
+# Chinese or Korean text, where words are not separated by spaces.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_EMAIL_DOMAIN = re.compile(
+    rf"@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+([^\W\d_{_CJK}]{{2,24}})(?![^\W{_CJK}]|-)"
+)
 _EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
+_LAST_CJK = re.compile(rf"[{_CJK}](?=[^{_CJK}]*\Z)")
 # "icon@2x.png" is a file name, not an address.
 _FILE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tiff"})
 
@@ -107,18 +172,25 @@ def _find_emails(text: str) -> Iterator[Range]:
     for match in _EMAIL_DOMAIN.finditer(text):
         at = match.start()
         local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
-        if local is not None and match.group(1).lower() not in _FILE_EXTENSIONS:
-            yield local.start(), match.end()
+        if local is None or match.group(1).lower() in _FILE_EXTENSIONS:
+            continue
+        start = local.start()
+        if not local.group().isascii():  # "メールはtaro@...": the address starts after the kana
+            cjk = _LAST_CJK.search(text, start, at)
+            start = start if cjk is None else cjk.end()
+        if start < at:
+            yield start, match.end()
 
 
 # -- payment cards --------------------------------------------------------------------------
 
-# 13-19 digits in one run, or groups joined by single spaces or dashes; the check finds a
-# card among the leading groups (a CVV or an expiry may follow it).
+# 12-19 digits in one run, or groups joined by single spaces, dashes or dots; the check
+# finds a card among the leading groups (a CVV or an expiry may follow it).
 _CARD = re.compile(
-    r"[0-9](?<![\w.,+-][0-9])(?:[0-9]{12,18}|[0-9]{3}(?:[ -][0-9]{1,6}){2,7})(?![\w])"
+    r"[0-9](?<![\w.,+-][0-9])(?:[0-9]{11,18}|[0-9]{3}(?:[ .-][0-9]{1,6}){2,7})(?![\w])",
+    re.ASCII,
 )
-_SEPARATOR = re.compile(r"[ -]")
+_SEPARATOR = re.compile(r"[ .-]")
 
 
 def luhn_is_valid(digits: str) -> bool:
@@ -140,23 +212,25 @@ def _card_brand(digits: str) -> bool:
     n, first = len(digits), digits[0]
     if first == "4":
         return n in (13, 16, 19)
-    if first == "5":
+    if first == "5":  # Mastercard 51-55; Maestro 50, 56-59, of 12 to 19 digits
         return n == 16 if "51" <= digits[:2] <= "55" else 12 <= n <= 19
-    if first == "2":
-        return n == 16 and "2221" <= digits[:4] <= "2720"
+    if first == "2":  # Mastercard 2221-2720; the 15-digit JCB 2131
+        return (n == 16 and "2221" <= digits[:4] <= "2720") or (n == 15 and digits[:4] == "2131")
+    if first == "1":  # the 15-digit JCB 1800
+        return n == 15 and digits[:4] == "1800"
     if first == "3":
         if digits[:2] in ("34", "37"):
             return n == 15
         return digits[:2] in ("30", "35", "36", "38", "39") and 14 <= n <= 19
-    return first == "6" and 13 <= n <= 19
+    return first == "6" and 12 <= n <= 19  # Discover, UnionPay, Maestro 6x
 
 
 def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and _card_brand(digits) and luhn_is_valid(digits)
+    return 12 <= len(digits) <= 19 and _card_brand(digits) and luhn_is_valid(digits)
 
 
 def _card_shape(sizes: list[int]) -> bool:
-    """4-4-4-4(-1..4), 4-4-4-1..4 (13-15 digits), or the Amex/Diners 4-6-5 and 4-6-4."""
+    """4-4-4-4(-1..4), 4-4-4(-1..4) (12-15 digits), or the Amex/Diners 4-6-5 and 4-6-4."""
     if sizes[0] != 4:
         return False
     if len(sizes) == 3 and sizes[1] == 6:
@@ -168,6 +242,9 @@ def _check_card(match: re.Match[str]) -> Range | None:
     text = match.group()
     if text.isdigit():
         return match.span() if _is_card(text) else None
+    separators = set(_SEPARATOR.findall(text))
+    if len(separators) > 1 and "." in separators:  # "1234 5678.90": not one number
+        return None
     groups = _SEPARATOR.split(text)
     start = match.start()
     for count in range(min(len(groups), 5), 2, -1):
@@ -180,58 +257,218 @@ def _check_card(match: re.Match[str]) -> Range | None:
 # -- US social security numbers (not 000, 666 or 9xx; group and serial not all zeros) ------
 
 _SSN = re.compile(
-    r"[0-8](?<![\w.,+-][0-8])(?<![0-9][ -][0-8])[0-9]{2}(?<!000)(?<!666)([- ])"
-    r"(?!00)[0-9]{2}\1(?!0000)[0-9]{4}(?![\w]|[.,-][0-9]| [0-9])"
+    r"[0-8](?<![\w.,+-][0-8])(?<![0-9][ .-][0-8])[0-9]{2}(?<!000)(?<!666)([-. ])"
+    r"(?!00)[0-9]{2}\1(?!0000)[0-9]{4}(?![\w]|[.,-][0-9]| [0-9])",
+    re.ASCII,
 )
 
 # -- phone numbers --------------------------------------------------------------------------
 
+# A candidate: "+", "(" or a digit, not inside a word or another number; then digits and
+# brackets, joined by single spaces, hyphens or dots; then maybe an extension (x 123,
+# ext. 123). `_check_phone` decides from its shape, a phone word nearby, and its length:
+# checked by phonenumbers (libphonenumber's data) when the ``pii`` extra is installed.
 _PHONE = re.compile(
-    # The first character, then what may follow it.
-    r"[+(0-9](?<![\w+.,-][+(0-9])(?<![0-9][ .-][+(0-9])(?:"
-    # E.164 and international: +, a country code, digits with optional separators.
-    r"(?<=\+)[1-9](?:[ .-]?\(?[0-9]\)?){6,14}"
-    # North America: (415) 555-2671, 1 (415) 555-2671, 415-555-2671, 1-800-555-0199.
-    r"|(?<=\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-][0-9]{4}"
-    r"|(?<=1)[ .-]\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-][0-9]{4}"
-    r"|(?<=1)[.-][2-9][0-9]{2}(?P<s1>[.-])[2-9][0-9]{2}(?P=s1)[0-9]{4}"
-    r"|(?<=[2-9])[0-9]{2}(?P<s>[.-])[2-9][0-9]{2}(?P=s)[0-9]{4}"
-    # ... and with spaces, only after a word such as "call" or "phone" (not "256 512 1024").
-    r"|(?<=[2-9])(?P<spaced>[0-8][0-9] [2-9][0-9]{2} [0-9]{4})"
-    # National numbers with a trunk 0: 020 7946 0958, (020) 7946 0958, 06 12 34 56 78.
-    r"|(?<=0)[1-9][0-9]{0,4}(?P<t>[ .-])[0-9]{2,8}(?:(?P=t)[0-9]{2,8}){0,3}"
-    r"|(?<=\()0[1-9][0-9]{0,4}\)(?P<u>[ .-])[0-9]{2,8}(?:(?P=u)[0-9]{2,8}){0,3}"
-    r")(?![\w]|[.-][0-9]| [0-9])"
+    r"[+(0-9](?<![\w+.,/#-][+(0-9])(?<![0-9][ .-][+(0-9])"
+    r"(?=(?:[ ().+-]{0,3}[0-9]){6})"  # six more digits (the 7th may be the first character)
+    r"(?:(?<=\()\+)?(?:[0-9()]+|[ .-](?=[0-9(]))*"
+    r"(?P<ext> ?(?i:x|ext\.?|extension) ?[0-9]{1,6})?",
+    re.ASCII,
 )
-_PHONE_CUE = re.compile(
-    r"(?i:phone|tel|call|mobile|cell|fax|text|sms|whatsapp|contact|reach|number|no\.|#)"
-    r"[^0-9]{0,12}\Z"
+# Words that introduce a phone number, in the languages of the regions below (and a few
+# more), before the number or just after it: "call me at ...", "... (mobile)".
+_PHONE_WORDS = (
+    "phone", "tel", "call", "mobile", "cell", "fax", "sms", "whatsapp", "ring",
+    "handy", "mobil", "rufnummer", "anruf", "erreich",  # de
+    "portable", "appel", "joindre", "joignable",  # fr
+    "llam", "móvil", "movil", "celular", "contacto",  # es, pt
+    "cellulare", "chiam",  # it
+    "bel ", "bellen", "mobiel", "bereik",  # nl
+    "télé", "telé", "ligue", "ligar", "liga ", "contato",  # fr, es, pt
+    "電話", "携帯", "連絡",  # ja
+)  # fmt: skip
+# A Latin word starts a word ("call", not "recall"); a Japanese one need not.
+_PHONE_WORD = re.compile(
+    "|".join(
+        re.escape(word) if ord(word[0]) > 0x2FFF else rf"(?<![^\W\d_]){re.escape(word)}"
+        for word in _PHONE_WORDS
+    ),
+    re.IGNORECASE,
 )
-_DATE = re.compile(r"\+?(?:[0-9]{4}[-./][0-9]{2}[-./][0-9]{2}|[0-9]{2}[-./][0-9]{2}[-./][0-9]{4})")
+_LAST_DIGIT = re.compile(r"[0-9](?=[^0-9]*\Z)")
+_FIRST_DIGIT = re.compile(r"[0-9]")
+
+
+def _phone_word_near(text: str, start: int, end: int) -> bool:
+    """Whether a phone word is among the 24 characters before `start` (after any digit) or
+    the 12 after `end`."""
+    before = text[max(0, start - 32) : start]
+    digit = _LAST_DIGIT.search(before)
+    if digit is not None:
+        before = before[digit.end() :]
+    after = text[end : end + 12]
+    digit = _FIRST_DIGIT.search(after)
+    if digit is not None:
+        after = after[: digit.start()]
+    return _PHONE_WORD.search(before + " " + after) is not None
+
+
+# Words that may introduce any number, a phone number among them: only for the spaced North
+# American shape ("My number is 212 555 0143"), never for a bare run ("ticket #4155552671").
+_NUMBER_WORD_BEFORE = re.compile(r"(?i:number|no\.|contact|reach|text)[^0-9]{0,12}\Z")
+_MONTH, _DAY = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12][0-9]|3[01])"
+_DATE = re.compile(
+    rf"(?:[0-9]{{4}}[-./]{_MONTH}[-./]{_DAY}|{_DAY}[-./]{_MONTH}[-./][0-9]{{4}}"
+    rf"|{_MONTH}[-./]{_DAY}[-./][0-9]{{4}})(?![0-9])"
+)
+_YEAR_MONTH = re.compile(r"(?:19|20)[0-9]{2}[-./](?:0[1-9]|1[0-2])(?![0-9])")
+_YEAR = re.compile(r"\(?(?:19|20)[0-9]{2}(?![0-9])")
+_GROUPS = re.compile(r"[0-9]+")
+_SPACED_NANP = re.compile(r"[2-9][0-9]{2} [2-9][0-9]{2} [0-9]{4}\Z")
+
+# National numbers written without a country code are tried in these regions: the ten
+# locales of the recall corpus (tests/test_redaction_recall.py).
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "BR", "JP", "IN")
+
+
+def _bracketed(text: str) -> str | None:
+    """`text` without brackets around it or left open at either end; ``None`` when what is
+    left is not bracketed as a phone number is: at most two pairs, none nested."""
+    if "(" not in text and ")" not in text:
+        return text
+    while True:
+        closing: dict[int, int] = {}  # where each "(" is closed
+        opened: list[int] = []
+        unmatched: list[int] = []
+        for position, char in enumerate(text):
+            if char == "(":
+                opened.append(position)
+            elif char == ")":
+                if opened:
+                    closing[opened.pop()] = position
+                else:
+                    unmatched.append(position)
+        unmatched.extend(opened)
+        last = len(text) - 1
+        if text[:1] == "(" and (closing.get(0) == last or 0 in unmatched):
+            text = text[1:-1] if closing.get(0) == last else text[1:]
+        elif text[-1:] == ")" and last in unmatched:
+            text = text[:-1]
+        else:
+            break
+    if (
+        unmatched
+        or len(closing) > 2
+        or any(o < other < c for o, c in closing.items() for other in closing if other != o)
+    ):
+        return None
+    return text
 
 
 def _check_phone(match: re.Match[str]) -> Range | None:
-    text = match.group()
-    start = match.start()
-    if match.group("spaced") and not _PHONE_CUE.search(match.string, max(0, start - 40), start):
+    text = match.string
+    start, end = match.span()
+    if _is_word_char(text[end : end + 1]):
         return None
-    if text.count("(") != text.count(")") or text.count("(") > 1:
+    ext = match.group("ext") or ""
+    raw = text[start : end - len(ext)]
+    body = _bracketed(raw)
+    if body is None or not body[-1:].isdigit():
         return None
-    digits = sum(c.isdigit() for c in text)
-    if text[0] == "+":
-        low, high = 7, 15
-    elif text[0] == "0" or text.startswith("(0"):
-        low, high = 9, 12
-    else:
-        low, high = 10, 11
-    if not low <= digits <= high or _DATE.match(text):
+    start += raw.find(body)
+    end = start + len(body) + (len(ext) if raw.endswith(body) else 0)
+    groups = _GROUPS.findall(body)
+    digits = "".join(groups)
+    if not 7 <= len(digits) <= 15:  # a card number or an id, if anything
         return None
-    return match.span()
+    if body.lstrip("(")[:1] == "+":  # +44 20 7946 0958, (+44) 20 7946 0958
+        # The trunk 0 in brackets is not dialled from abroad: +44 (0)20 7946 0958.
+        dialled = "".join(_GROUPS.findall(body.replace("(0)", "", 1)))
+        if _possible(dialled, national=False) and not _DATE.match(body.lstrip("(+")):
+            return start, end
+        return None
+    if _DATE.match(body) or _YEAR_MONTH.match(body):
+        return None
+    if digits.startswith("00"):  # an international prefix: 00 44 20 7946 0958
+        if _possible(digits[2:], national=False) or (
+            _phone_word_near(text, start, end) and _possible(digits, national=True)
+        ):
+            return start, end
+        return None
+    if "." in body and len(groups) == 4 and all(len(g) <= 3 for g in groups):
+        return None  # an IPv4 address
+    # Groups of one digit are parts of versions and ISBNs, except a leading 1 (1-800-...).
+    if any(len(g) < 2 for g in groups[1:]) or (len(groups[0]) < 2 and groups[0] != "1"):
+        return None
+    separated = any(c in body for c in ".-()")
+    sizes = [len(g) for g in groups]
+    if digits[0] == "0":  # a national number with its trunk prefix: 020 7946 0958
+        shape = separated or " " in body or _phone_word_near(text, start, end)
+    elif len(digits) > 11 or (
+        sizes[-3:] == [3, 3, 4] and (groups[-3][0] in "01" or groups[-2][0] in "01")
+    ):
+        return None  # too long without a trunk prefix; not a North American number
+    elif (
+        separated
+        and len(digits) >= 10
+        and not _YEAR.match(body)  # 2023-0001234, (2024) 123-4567: ids of the year
+        and not (sizes[0] <= 3 and set(sizes[1:]) == {3})  # 1.234.567.890: an amount
+        and not ("." in body and len(groups) > 3 and groups[0] != "1")  # 12.40.300.1234
+    ):  # 415-555-2671, (415) 555-2671, 47 3157-5464
+        shape = True
+    elif _SPACED_NANP.match(body):  # 415 555 2671 after "call" or "number"
+        shape = _phone_word_near(text, start, end) or (
+            _NUMBER_WORD_BEFORE.search(text, max(0, start - 40), start) is not None
+        )
+    else:  # 4155552671, 612 345 678: a phone word must say so
+        shape = _phone_word_near(text, start, end)
+    return (start, end) if shape and _possible(digits, national=True) else None
+
+
+def _possible(digits: str, national: bool) -> bool:
+    """Whether `digits` can be a phone number: with its country code, or a `national` number
+    (with or without its trunk prefix) of one of `PHONE_REGIONS`. With phonenumbers
+    installed, by the lengths libphonenumber knows for each country and region; else by
+    lengths that fit most: 7-15 digits with the country code, 9-12 with a trunk 0, 10-11
+    without."""
+    if not 7 <= len(digits) <= 15 or (national and not 9 <= len(digits) <= 12):
+        return False
+    if _has_phonenumbers():
+        return _possible_by_library(digits, national)
+    return not national or (len(digits) >= 9 if digits[0] == "0" else 10 <= len(digits) <= 11)
+
+
+@lru_cache(maxsize=1)
+def _has_phonenumbers() -> bool:
+    """Whether the ``pii`` extra is installed; phonenumbers is imported on first use."""
+    try:
+        import phonenumbers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _possible_by_library(digits: str, national: bool) -> bool:
+    import phonenumbers
+
+    regions: tuple[str | None, ...] = PHONE_REGIONS if national else (None,)
+    number = digits if national else "+" + digits
+    for region in regions:
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException:
+            continue
+        # Not IS_POSSIBLE_LOCAL_ONLY: 7 digits are a US number only within its area code.
+        reason = phonenumbers.is_possible_number_with_reason(parsed)
+        if reason == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return True
+    return False
 
 
 # -- IBAN -----------------------------------------------------------------------------------
 
-_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}")
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?:[ .-]?[A-Z0-9]){11,30}")
 # The length of the IBAN of each country in the SWIFT registry.
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
@@ -245,6 +482,9 @@ _IBAN_LENGTHS = {
     "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
+
+
+_IBAN_SEPARATORS = re.compile(r"[ .-]")
 
 
 def iban_is_valid(iban: str) -> bool:
@@ -265,20 +505,30 @@ def _check_iban(match: re.Match[str]) -> Range | None:
     # length, which must end at a word boundary.
     seen = end = 0
     while end < len(text) and seen < length:
-        seen += text[end] != " "
+        seen += text[end] not in " .-"
         end += 1
     if seen < length:
         return None
     following = match.string[match.start() + end : match.start() + end + 1]
-    if following.isalnum() or not iban_is_valid(text[:end].replace(" ", "")):
+    compact = _IBAN_SEPARATORS.sub("", text[:end])
+    if _is_word_char(following) or not iban_is_valid(compact):
+        return None
+    # One kind of separator, as printed ("DE89 3704 ..."), not a dotted run of words.
+    if len(set(_IBAN_SEPARATORS.findall(text[:end]))) > 1:
         return None
     return match.start(), match.start() + end
 
 
 # -- IP addresses (off by default: versions such as 1.2.3.4 look the same) ------------------
 
-_IPV4 = re.compile(r"[0-9](?<![\w.:][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
-_IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w.:][0-9A-Fa-f:])[0-9A-Fa-f:.]{1,44}(?![\w:])")
+_IPV4 = re.compile(
+    r"[0-9](?<![\w.:][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])",
+    re.ASCII,
+)
+_IPV6 = re.compile(
+    r"[0-9A-Fa-f:](?<![\w.:][0-9A-Fa-f:])[0-9A-Fa-f:.]{1,44}(?![\w:])",
+    re.ASCII,
+)
 _IP_GATE = re.compile(r"[0-9]\.[0-9]|::|:[0-9A-Fa-f]{1,4}:")
 
 
@@ -338,7 +588,7 @@ def _looks_random(token: str) -> bool:
 def _check_api_key(match: re.Match[str]) -> Range | None:
     start = match.start()
     before = match.string[start - 1 : start]
-    if before and (before.isalnum() or before in "_-"):  # part of a longer word
+    if before and (_is_word_char(before) or before == "-"):  # part of a longer word
         return None
     body = match.group("sk")
     if body is not None and not _looks_random(body):
@@ -354,7 +604,7 @@ _PRIVATE_KEY = re.compile(
 # -- bearer and basic credentials -----------------------------------------------------------
 
 _BEARER = re.compile(
-    r"[Bb](?<![\w][Bb])(?:earer|EARER|asic|ASIC) +(?P<token>[A-Za-z0-9\-._~+/]{8,}=*)"
+    r"[Bb](?<![\w][Bb])(?:earer|EARER|asic|ASIC) +(?P<token>[A-Za-z0-9\-._~+/]{8,}=*)", re.ASCII
 )
 _BEARER_TRIGGER = "Bearer |bearer |BEARER |Basic |basic |BASIC "
 _BEARER_GATE = re.compile(_BEARER_TRIGGER)

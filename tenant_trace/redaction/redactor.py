@@ -23,6 +23,7 @@ from .detectors import (
     DEFAULT_DETECTORS,
     DETECTORS,
     Detector,
+    fold,
     is_secret_name,
     normalized_name,
     trigger_pattern,
@@ -195,10 +196,11 @@ class Redactor:
         if limit is None or len(text) <= limit:
             return self.scrub(text)
         scanned = text[: limit + _MARGIN]
-        if not self._may_contain(scanned):
+        view = fold(scanned)
+        if not self._may_contain(view):
             return text[:limit] + "…"
         # Only what starts before the cut is kept; whatever is found there is replaced whole.
-        out = self._replace(scanned, self._tenant(None), stop=limit)
+        out = self._replace(scanned, view, self._tenant(None), stop=limit)
         return (out[:limit] if len(out) > limit else out) + "…"
 
     def scrub(self, text: str, tenant: str | None = None) -> str:
@@ -211,8 +213,9 @@ class Redactor:
         """
         if text in self._clean:
             return text
-        if self._may_contain(text):
-            result = self._replace(text, self._tenant(tenant), stop=None)
+        view = fold(text)
+        if self._may_contain(view):
+            result = self._replace(text, view, self._tenant(tenant), stop=None)
             if result is not text:
                 return result
         if len(text) <= _CLEAN_CACHE_LENGTH:
@@ -223,9 +226,10 @@ class Redactor:
 
     def find(self, text: str) -> list[Finding]:
         """The sensitive values in `text`, in order, without overlaps."""
-        if not self._may_contain(text):
+        view = fold(text)
+        if not self._may_contain(view):
             return []
-        return self._find(text, None)
+        return self._find(text, view, None)
 
     def is_secret_key(self, key: str) -> bool:
         """Whether values under `key` are masked whole (`is_secret_key` or `secret_keys`)."""
@@ -305,23 +309,26 @@ class Redactor:
             self._plain_keys.update(KEEP_KEYS)
         self._plain_keys.add(key)
 
-    def _may_contain(self, text: str) -> bool:
-        """The fast path: whether `text` has anything a detector could match."""
-        if self._custom or (self._trigger is not None and self._trigger.search(text)):
+    def _may_contain(self, view: str) -> bool:
+        """The fast path: whether a text (folded, `fold`) has anything a detector could
+        match."""
+        if self._custom or (self._trigger is not None and self._trigger.search(view)):
             return True
-        return any(d.gate(text) for d in self._gated)
+        return any(d.gate(view) for d in self._gated)
 
     def _tenant(self, tenant: str | None) -> str | None:
         if tenant is None and self._pseudonyms:
             return get_current_tenant()
         return tenant
 
-    def _find(self, text: str, stop: int | None) -> list[Finding]:
+    def _find(self, text: str, view: str, stop: int | None) -> list[Finding]:
+        # The built-in detectors read `view`, `text` folded to ASCII look-alikes (the same
+        # length); custom patterns and the allow-list see `text` as it is.
         found: list[tuple[int, int, int, str]] = []
         for rank, detector in enumerate(self._detectors):
-            if detector.gate(text):
+            if detector.gate(view):
                 found.extend(
-                    (start, end, rank, detector.kind) for start, end in detector.find(text)
+                    (start, end, rank, detector.kind) for start, end in detector.find(view)
                 )
         for rank, custom in enumerate(self._custom, len(self._detectors)):
             for match in custom.pattern.finditer(text):
@@ -345,8 +352,8 @@ class Redactor:
     def _allowed(self, value: str) -> bool:
         return value in self._allow or any(p.fullmatch(value) for p in self._allow_patterns)
 
-    def _replace(self, text: str, tenant: str | None, stop: int | None) -> str:
-        findings = self._find(text, stop)
+    def _replace(self, text: str, view: str, tenant: str | None, stop: int | None) -> str:
+        findings = self._find(text, view, stop)
         if not findings:
             return text if stop is None else text[:stop]
         parts: list[str] = []
@@ -383,9 +390,9 @@ class Redactor:
 def _normalized(kind: str, value: str) -> str:
     """The same value written differently gives the same pseudonym."""
     if kind == "EMAIL":
-        return value.lower()
+        return fold(value).lower()
     if kind in ("CARD", "PHONE", "SSN"):
-        return "".join(c for c in value if c.isdigit())
+        return "".join(c for c in fold(value) if "0" <= c <= "9")
     if kind == "IBAN":
-        return value.replace(" ", "").upper()
+        return "".join(c for c in fold(value) if c.isalnum()).upper()
     return value

@@ -28,8 +28,8 @@ faker = pytest.importorskip("faker")
 stdnum_iban = pytest.importorskip("stdnum.iban")
 stdnum_luhn = pytest.importorskip("stdnum.luhn")
 
-from tenant_trace.redaction import detectors as redaction_detectors  # noqa: E402
 from tenant_trace.redaction import Redactor  # noqa: E402
+from tenant_trace.redaction import detectors as redaction_detectors  # noqa: E402
 
 SEED = 15
 LOCALES = (

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from tenant_trace.export.store import SpanStore
 from tenant_trace.local.cli import main as tenant_trace_cli
+from tenant_trace.local.store import SpanStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / ".tenant-trace" / "demo.sqlite3"

@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from examples.agent import is_stale
-from tenant_trace.export.store import SpanStore, SQLiteSpanExporter
+from tenant_trace.export.store import SQLiteSpanExporter
+from tenant_trace.local.store import SpanStore
 from tests.servers import spanfile
 from tests.servers.process import ROOT, serve
 

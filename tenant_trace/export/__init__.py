@@ -5,11 +5,10 @@ from .instrument import auto_instrument
 from .pipeline import batch_processor, build_exporters
 from .processor import TenantSpanProcessor
 from .sampling import TenantSampler
-from .store import SpanStore, SQLiteSpanExporter, store_path
+from .store import SQLiteSpanExporter, store_path
 
 __all__ = [
     "SQLiteSpanExporter",
-    "SpanStore",
     "TenantSampler",
     "TenantSpanProcessor",
     "auto_instrument",

@@ -3,15 +3,13 @@
 `SQLiteSpanExporter` is what `init()` exports to when no OTLP endpoint is configured. It
 writes in batches (behind a `BatchSpanProcessor`, off the request path), in WAL mode, and
 several worker processes may write to the same file. Old spans are pruned by age and size.
-`SpanStore` reads the file back for the ``tenant-trace`` command; every query is scoped to
-one tenant or groups by tenant, so one tenant's data is never shown in another's view.
+`tenant_trace.local.store.SpanStore` reads the file back for the ``tenant-trace`` command.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -24,7 +22,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["DEFAULT_PATH", "SQLiteSpanExporter", "SpanStore", "store_path"]
+__all__ = ["DEFAULT_PATH", "SQLiteSpanExporter", "store_path"]
 
 logger = logging.getLogger("tenant_trace")
 
@@ -184,124 +182,3 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-quantile (0..1) of sorted values, nearest-rank; ``None`` when empty."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
-class SpanStore:
-    """Read-only queries over a store file, for the ``tenant-trace`` command.
-
-    Raises:
-        FileNotFoundError: the file does not exist (nothing was exported yet).
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = store_path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"no trace store at {self.path}")
-        self._connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        self._connection.row_factory = sqlite3.Row
-
-    def __repr__(self) -> str:
-        return f"SpanStore({str(self.path)!r})"
-
-    def close(self) -> None:
-        self._connection.close()
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._connection.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
-
-    def runs(
-        self, *, since_ns: int, until_ns: int | None = None, tenant: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Runs (request roots and root agent runs) that started in the window, oldest first;
-        one tenant's when `tenant` is given."""
-        sql = "SELECT * FROM spans WHERE is_run = 1 AND start_ns >= ?"
-        params: list[Any] = [since_ns]
-        if until_ns is not None:
-            sql += " AND start_ns < ?"
-            params.append(until_ns)
-        if tenant is not None:
-            sql += " AND tenant_id = ?"
-            params.append(tenant)
-        return [_run(row) for row in self._query(sql + " ORDER BY start_ns", params)]
-
-    def trace(self, trace_id: str) -> list[dict[str, Any]]:
-        """Every span of one trace, in start order."""
-        rows = self._query(
-            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),)
-        )
-        return [_span(row) for row in rows]
-
-    def tenants(self, *, since_ns: int) -> list[dict[str, Any]]:
-        """One summary per tenant over the window, by tenant id."""
-        by_tenant: dict[str | None, list[dict[str, Any]]] = {}
-        for run in self.runs(since_ns=since_ns):
-            by_tenant.setdefault(run["tenant_id"], []).append(run)
-        return [
-            summarize(tenant, runs)
-            for tenant, runs in sorted(by_tenant.items(), key=lambda kv: str(kv[0]))
-        ]
-
-
-def summarize(
-    tenant: str | None, runs: list[dict[str, Any]], quantile: float = 0.95
-) -> dict[str, Any]:
-    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens and
-    tool error rate of some runs."""
-    durations = sorted(r["duration_ms"] for r in runs)
-    failures = sum(r["failed"] for r in runs)
-    tool_calls = sum(r["tool_calls"] for r in runs)
-    tool_errors = sum(r["tool_errors"] for r in runs)
-    return {
-        "tenant": tenant,
-        "runs": len(runs),
-        "failures": failures,
-        "failure_rate": failures / len(runs) if runs else 0.0,
-        "p50_ms": _percentile(durations, 0.50),
-        "p95_ms": _percentile(durations, 0.95),
-        "p99_ms": _percentile(durations, 0.99),
-        "quantile_ms": _percentile(durations, quantile),
-        "tokens": sum(r["tokens"] for r in runs),
-        "tool_calls": tool_calls,
-        "tool_errors": tool_errors,
-        "tool_error_rate": tool_errors / tool_calls if tool_calls else 0.0,
-        "last_seen_ns": max((r["start_ns"] for r in runs), default=None),
-    }
-
-
-def _span(row: sqlite3.Row) -> dict[str, Any]:
-    span = dict(row)
-    span["attributes"] = json.loads(row["attributes"])
-    span["events"] = json.loads(row["events"])
-    span["duration_ms"] = (row["end_ns"] - row["start_ns"]) / 1e6
-    del span["is_run"]
-    return span
-
-
-def _run(row: sqlite3.Row) -> dict[str, Any]:
-    attributes = json.loads(row["attributes"])
-    return {
-        "trace_id": row["trace_id"],
-        "tenant_id": row["tenant_id"],
-        "name": attributes.get("http.route") or row["name"],
-        "start_ns": row["start_ns"],
-        "duration_ms": (row["end_ns"] - row["start_ns"]) / 1e6,
-        "failed": row["status"] == "ERROR",
-        "error_type": row["error_type"],
-        "status_message": row["status_message"],
-        "tokens": int(attributes.get("gen_ai.usage.input_tokens", 0))
-        + int(attributes.get("gen_ai.usage.output_tokens", 0)),
-        "tool_calls": int(attributes.get("tenant_trace.run.tool_calls", 0)),
-        "tool_errors": int(attributes.get("tenant_trace.run.tool_errors", 0)),
-    }

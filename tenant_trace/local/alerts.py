@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..export.store import SpanStore, summarize
 from . import rules
+from .store import SpanStore, summarize
 
 __all__ = ["Alert", "evaluate"]
 

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from ..export.store import SpanStore, store_path
+from ..export.store import store_path
 from . import rules
+from .store import SpanStore
 
 __all__ = ["main"]
 

@@ -1,12 +1,65 @@
-"""Process-wide settings of the agent API, set by `tenant_trace.init()`."""
+"""Process-wide settings of the agent API, set by `tenant_trace.init()`, and the parsers of
+the values every setting shares: durations (``90d``) and ``tenant=value`` lists."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Settings", "settings"]
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "parse_duration", "parse_tenant_values", "settings"]
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest duration accepted: a century (beyond it, a typo more likely than a wish).
+MAX_DURATION = 36500 * 86400.0
+
+
+def parse_duration(text: object, what: str = "duration") -> float:
+    """``90s``, ``10m``, ``12h``, ``90d`` (or ``1.5h``) as seconds, and nothing else: no
+    spaces, no other unit, not zero, at most a century.
+
+    Args:
+        what: names the value in the error message (``"retention of 'acme'"``).
+
+    Raises:
+        ConfigurationError: `text` is not such a duration.
+    """
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
+    seconds = float(match[1]) * _UNITS[match[2]] if match else math.nan
+    if not 0 < seconds <= MAX_DURATION:
+        raise ConfigurationError(
+            f"{what} {text!r} is not a duration: use a number and s, m, h or d "
+            "(90s, 10m, 12h, 90d), more than zero and at most 36500d"
+        )
+    return seconds
+
+
+def parse_tenant_values(spec: str, what: str) -> dict[str, str]:
+    """``{"default": "7d", "acme": "90d"}`` from ``"default=7d,acme=90d"``: comma-separated
+    ``tenant=value`` entries, spaces around each part ignored.
+
+    Args:
+        what: names the setting in error messages (``"TENANT_TRACE_RETENTION"``).
+
+    Raises:
+        ConfigurationError: an entry is not ``tenant=value``, or a tenant is given twice.
+    """
+    values: dict[str, str] = {}
+    for entry in (e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        key, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not key or not value:
+            raise ConfigurationError(f"{what}: entry {entry!r} is not tenant=value")
+        if key in values:
+            raise ConfigurationError(f"{what}: the entry for {key!r} is given twice")
+        values[key] = value
+    return values
 
 
 def _env_flag(name: str) -> bool:

@@ -30,6 +30,7 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from ..config import parse_tenant_values
 from ..context import current, validate_tenant_id
 from ..errors import ConfigurationError, InvalidTenantError
 
@@ -88,14 +89,7 @@ class TenantSampler(Sampler):
         default = 1.0
         tenants: dict[str, float] = {}
         always: set[str] = set()
-        for entry in (e.strip() for e in spec.split(",")):
-            if not entry:
-                continue
-            key, sep, value = (part.strip() for part in entry.partition("="))
-            if not sep or not key or not value:
-                raise ConfigurationError(f"sampling entry {entry!r} is not tenant=ratio")
-            if key in tenants or key in always:
-                raise ConfigurationError(f"sampling entry for {key!r} is given twice")
+        for key, value in parse_tenant_values(spec, "sampling").items():
             if value.lower() == "always":
                 if key == "default":
                     raise ConfigurationError("default=always: use default=1.0")

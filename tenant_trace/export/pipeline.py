@@ -4,7 +4,7 @@ batch processor on its own thread, with the redaction safety net in front."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
@@ -39,10 +39,11 @@ def build_exporters(
     exporter: str | SpanExporter | Sequence[SpanExporter] | None,
     endpoint: str | None = None,
     protocol: str | None = None,
+    retention: Mapping[str, object] | None = None,
 ) -> list[SpanExporter]:
     """The span exporters named by `exporter` (``console``, ``otlp``, ``local``, ``none``)
     or, when it is ``None``, by the OTEL_* variables; with no exporter and no endpoint
-    configured, the embedded local store."""
+    configured, the embedded local store (with `retention`, see `SQLiteSpanExporter`)."""
     if isinstance(exporter, SpanExporter):
         return [exporter]
     if exporter is not None and not isinstance(exporter, str):
@@ -51,7 +52,7 @@ def build_exporters(
     def local() -> SpanExporter:
         from .store import SQLiteSpanExporter
 
-        return SQLiteSpanExporter()
+        return SQLiteSpanExporter(retention=retention)
 
     factories: dict[str, Callable[[], SpanExporter] | None] = {
         "console": ConsoleSpanExporter,

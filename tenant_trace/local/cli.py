@@ -5,6 +5,9 @@
     tenant-trace show TRACE_ID                         one run as a span tree
     tenant-trace alerts                                the shipped alert rules; exit 1 if any fires
     tenant-trace rules | dashboard                     print the Prometheus rules or dashboard
+    tenant-trace export --tenant T [--since AGE] [--format jsonl|otlp-json]   one tenant's spans
+    tenant-trace purge --tenant T [--before AGE] [--yes]   erase one tenant (counts without --yes)
+    tenant-trace audit                                 what purges erased, when and how much
 
 Every view but ``rules`` and ``dashboard`` takes ``--db PATH`` (default ``TENANT_TRACE_DB`` or
 ``.tenant-trace/traces.sqlite3``) and ``--json`` for scripts.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,13 +24,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..export.store import store_path
-from . import rules
+from . import purge, rules, takeout
+from .args import duration
 from .store import SpanStore
 
 __all__ = ["main"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Attributes worth showing in a span tree; others from well-known namespaces are noise there.
 _KEY_ATTRIBUTES = (
     "http.route",
@@ -57,14 +58,6 @@ _NOISE = (
 )
 
 
-def duration(text: str) -> float:
-    """``90s``, ``10m``, ``1h``, ``2d`` as seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90s, 10m, 1h or 2d)")
-    return float(match[1]) * _UNITS[match[2]]
-
-
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -73,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser = argparse.ArgumentParser(
-        prog="tenant-trace", description="Per-tenant views of the local trace store."
+        prog="tenant-trace",
+        description="Per-tenant views of the local trace store; one tenant's export and erasure.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     tenants = commands.add_parser("tenants", parents=[common], help="one row per tenant")
@@ -90,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("rules", help="print the Prometheus alert rules")
     commands.add_parser("dashboard", help="print the Grafana dashboard JSON")
+    takeout.register(commands, common)
+    purge.register(commands, common)
     return parser
 
 
@@ -103,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("rules", "dashboard"):
         sys.stdout.write(rules.alert_rules() if args.command == "rules" else rules.dashboard())
         return 0
+    if "run" in args:  # export, purge, audit: they open the store themselves
+        return int(args.run(args, console))
     try:
         store = SpanStore(args.db)
     except FileNotFoundError:

@@ -7,10 +7,10 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..export.store import store_path
+from ..export.store import TENANT_TABLES, store_path
 
 __all__ = ["SpanStore", "summarize"]
 
@@ -71,6 +71,37 @@ class SpanStore:
             "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),)
         )
         return [_span(row) for row in rows]
+
+    # For `tenant-trace export`, `purge` and `audit` (local/takeout.py, local/purge.py).
+
+    def spans(self, tenant: str, *, since_ns: int = 0) -> Iterator[dict[str, Any]]:
+        """Every span of one tenant that started at or after `since_ns`, in start order,
+        read as it is consumed."""
+        try:
+            cursor = self._connection.execute(
+                "SELECT * FROM spans WHERE tenant_id = ? AND start_ns >= ? ORDER BY start_ns",
+                (tenant, since_ns),
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return
+            raise
+        yield from (_span(row) for row in cursor)
+
+    def counts(self, tenant: str, *, before_ns: int) -> dict[str, int]:
+        """Rows of one tenant that started before `before_ns`, in each table that holds
+        tenant data (what ``purge`` would delete)."""
+        counts = {}
+        for table, column, started in TENANT_TABLES:
+            sql = f"SELECT COUNT(*) FROM {table} WHERE {column} = ? AND {started} < ?"
+            rows = self._query(sql, (tenant, before_ns))
+            counts[table] = rows[0][0] if rows else 0
+        return counts
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit rows (purges), oldest first."""
+        rows = self._query("SELECT * FROM audit ORDER BY id")
+        return [{**dict(row), "deleted": json.loads(row["deleted"] or "{}")} for row in rows]
 
     def tenants(self, *, since_ns: int) -> list[dict[str, Any]]:
         """One summary per tenant over the window, by tenant id."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -18,8 +19,11 @@ from .context import set_tenant_pattern
 from .export.otlp import env
 from .export.pipeline import batch_processor, build_exporters
 from .export.processor import TenantSpanProcessor
+from .export.routes import parse_routes
+from .export.routing import RoutingSpanProcessor, activate
 from .export.sampling import ENV as SAMPLING_ENV
 from .export.sampling import TenantSampler
+from .export.store import SQLiteSpanExporter, parse_retention
 from .metrics import install as install_metrics
 from .redaction import Redactor, configure_redaction
 
@@ -49,6 +53,10 @@ def init(
     auto_instrument: bool = False,
     json_logs: bool = False,
     instrument_threads: bool = True,
+    routes: Mapping[str, str | Mapping[str, Any]] | None = None,
+    unrouted: str | None = None,
+    mirror: bool | None = None,
+    retention: Mapping[str, str] | None = None,
 ) -> TracerProvider:
     """Configure tracing so every span carries its tenant; safe to call more than once.
 
@@ -92,10 +100,29 @@ def init(
         instrument_threads: make `ThreadPoolExecutor.submit` (so `loop.run_in_executor`)
             and `threading.Thread` carry the caller's tenant and span into the thread
             (`tenant_trace.instrument_threads()`); ``False`` leaves them alone.
+        routes: each tenant's own destination for its spans and OpenTelemetry logs:
+            ``{"acme": "http://collector-a:4318", "globex": {"endpoint": ..., "headers":
+            {"X-Scope-OrgID": "globex"}, "protocol": "http/protobuf", "timeout": 10}}``;
+            whole traces follow their tenant, each destination has its own queue and
+            export thread; default: the JSON file (or JSON) ``TENANT_TRACE_ROUTES`` names.
+        unrouted: where the spans of tenants without a route, and of no tenant, go:
+            ``"default"`` (the exporters above) or ``"drop"``; default:
+            ``TENANT_TRACE_UNROUTED``, else ``"default"``.
+        mirror: also send routed spans to the exporters above; default:
+            ``TENANT_TRACE_MIRROR``, else ``False``.
+        retention: how long the local store keeps each tenant's spans,
+            ``{"default": "7d", "acme": "90d"}``; default: ``TENANT_TRACE_RETENTION``
+            (``"default=7d,acme=90d"``), else 7 days for all.
 
     Returns:
         The SDK `TracerProvider` in use.
+
+    Raises:
+        ConfigurationError: an option is invalid (a route's endpoint, protocol or header,
+            `unrouted`, an age): the message names it.
     """
+    routing = parse_routes(routes, unrouted, mirror)
+    parse_retention(retention)
     with _lock:
         if tenant_pattern is not None:
             set_tenant_pattern(tenant_pattern)
@@ -130,7 +157,10 @@ def init(
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             if getattr(current, _MARK, False):
-                if exporter is not None or sampler is not None or service_name is not None:
+                if any(
+                    option is not None
+                    for option in (exporter, sampler, service_name, routes, retention)
+                ):
                     logger.warning(
                         "tenant_trace: init() ran before; its tracing options are ignored"
                     )
@@ -139,16 +169,30 @@ def init(
             if sampler is not None or env(SAMPLING_ENV):
                 logger.warning("tenant_trace: the application's TracerProvider keeps its sampler")
             exporters = (
-                build_exporters(exporter, endpoint, protocol) if exporter is not None else []
+                build_exporters(exporter, endpoint, protocol, retention)
+                if exporter is not None
+                else []
             )
+            if routing is not None:
+                logger.warning(
+                    "tenant_trace: routes apply to the exporters init() adds; the span "
+                    "processors of the application's own TracerProvider still get every span"
+                )
         else:
             resource = Resource.create({SERVICE_NAME: service_name} if service_name else None)
             sampler = sampler or TenantSampler.from_env()
             provider = TracerProvider(resource=resource, sampler=sampler)
-            exporters = build_exporters(exporter, endpoint, protocol)
-        provider.add_span_processor(TenantSpanProcessor())
-        for span_exporter in exporters:
-            provider.add_span_processor(batch_processor(span_exporter, redactor))
+            exporters = build_exporters(exporter, endpoint, protocol, retention)
+        if retention is not None and not any(isinstance(e, SQLiteSpanExporter) for e in exporters):
+            logger.warning("tenant_trace: retention applies to the local store, not in use here")
+        provider.add_span_processor(TenantSpanProcessor())  # first: the router reads its stamp
+        processors = [batch_processor(span_exporter, redactor) for span_exporter in exporters]
+        if routing is not None:
+            router = RoutingSpanProcessor(routing, processors, redactor=redactor)
+            activate(router)
+            processors = [router]
+        for processor in processors:
+            provider.add_span_processor(processor)
         setattr(provider, _MARK, True)
         if provider is not current:
             trace.set_tracer_provider(provider)

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["Signal", "env", "named_exporters", "otlp_exporter"]
+__all__ = ["Signal", "env", "named_exporters", "otlp_class", "otlp_exporter"]
 
 Signal = Literal["traces", "metrics", "logs"]
 T = TypeVar("T")
@@ -85,18 +85,26 @@ def otlp_exporter(
         or env("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     )
-    if protocol not in _TRANSPORTS:
-        raise ConfigurationError(f"unknown OTLP protocol {protocol!r} (http/protobuf or grpc)")
-    transport = _TRANSPORTS[protocol]
-    module, name = _CLASSES[signal]
-    try:
-        exporter = getattr(
-            importlib.import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{module}"), name
-        )
-    except ImportError:
-        raise MissingDependencyError("opentelemetry-exporter-otlp", "otlp") from None
+    exporter = otlp_class(signal, protocol)
     if endpoint:
-        if transport == "http":
+        if _TRANSPORTS[protocol] == "http":
             endpoint = endpoint.rstrip("/") + f"/v1/{signal}"
         options["endpoint"] = endpoint
     return exporter(**options)
+
+
+def otlp_class(signal: Signal, protocol: str) -> Any:
+    """The OTLP exporter class of `signal` over `protocol` (``http/protobuf`` or ``grpc``).
+
+    Raises:
+        ConfigurationError: an unknown protocol.
+        MissingDependencyError: the ``otlp`` extra is not installed.
+    """
+    if protocol not in _TRANSPORTS:
+        raise ConfigurationError(f"unknown OTLP protocol {protocol!r} (http/protobuf or grpc)")
+    module, name = _CLASSES[signal]
+    try:
+        package = f"opentelemetry.exporter.otlp.proto.{_TRANSPORTS[protocol]}.{module}"
+        return getattr(importlib.import_module(package), name)
+    except ImportError:
+        raise MissingDependencyError("opentelemetry-exporter-otlp", "otlp") from None

@@ -15,6 +15,7 @@ from ..export.otlp import named_exporters, otlp_exporter
 from .fields import TenantLogFilter
 from .formatter import TenantJsonFormatter
 from .otel import OtelLogHandler
+from .routing import RoutingLogProcessor
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -97,12 +98,18 @@ def _logger_provider(
             tracer_provider = trace.get_tracer_provider()
             provider = LoggerProvider(resource=getattr(tracer_provider, "resource", None))
             set_logger_provider(provider)
-    # Each exporter is added to a provider once, however often configure_logging runs.
+    # Every record passes the router, which follows init()'s tenant routes (if any) and
+    # hands the others to the default exporters; each is added once, however often
+    # configure_logging runs.
+    router = provider.__dict__.get("_tenant_trace_router")
+    if router is None:
+        router = provider.__dict__["_tenant_trace_router"] = RoutingLogProcessor()
+        provider.add_log_record_processor(router)
     added: set[object] = provider.__dict__.setdefault("_tenant_trace_exporters", set())
     for key, log_exporter in _log_exporters(exporter):
         if key not in added:
             added.add(key)
-            provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+            router.defaults.append(BatchLogRecordProcessor(log_exporter))
     return provider
 
 

@@ -174,7 +174,7 @@ def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     """No file: exit 2 and a sentence that says what to do."""
     code, out = run_cli("tenants", "--db", str(tmp_path / "nope.sqlite3"))
     assert code == 2
-    assert "No trace store at" in out
+    assert "no trace store at" in out
 
 
 def test_an_empty_store_says_so(tmp_path: Path) -> None:
@@ -189,7 +189,8 @@ def test_an_empty_store_says_so(tmp_path: Path) -> None:
     assert code == 0
     assert "No alert fires" in out
     code, out = run_cli("show", "0" * 32, "--db", str(db))
-    assert code == 1
+    assert code == 2  # an error, never the status of a firing alert
+    assert "no trace" in out
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

@@ -14,13 +14,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._version import __version__
 
 __all__ = ["DEFAULT_PATH", "SQLiteSpanExporter", "store_path"]
 
@@ -53,17 +56,29 @@ CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_ns);
 """
 
 
+_INSERT = "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
 def store_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The store file: `path`, else ``TENANT_TRACE_DB``, else ``.tenant-trace/traces.sqlite3``."""
     return Path(path or os.environ.get(ENV) or DEFAULT_PATH)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA busy_timeout=30000")
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+    )
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _is_run(span: ReadableSpan) -> bool:
@@ -112,11 +127,24 @@ def _row(span: ReadableSpan) -> tuple[Any, ...]:
 class SQLiteSpanExporter(SpanExporter):
     """Exports spans to the local store file.
 
+    A store that cannot be used (a corrupt or read-only file, a folder that cannot be made)
+    never stops the application: one ERROR names the file and the fix, its spans are dropped
+    and counted (``tenant_trace.store.spans_dropped``), and opening is tried again at most
+    every `retry_seconds`. A batch that meets a lock held longer than `busy_timeout` by
+    another process is kept and written with the next batch; past `max_pending` spans the
+    oldest waiting ones are dropped and counted.
+
     Args:
         path: the file (default: ``TENANT_TRACE_DB`` or ``.tenant-trace/traces.sqlite3``);
             its folder is created.
         max_age: spans older than this many seconds are deleted (default 7 days).
         max_bytes: past this file size the oldest spans are deleted (default 256 MB).
+        busy_timeout: seconds to wait for another writer's lock before keeping a batch for
+            later (default 30).
+        max_pending: spans kept across locked batches (default 10,000).
+        retry_seconds: how often opening an unusable store is tried again (default 60).
+        clock: `time.monotonic`, or a fake one in tests.
+        meter_provider: where the drop counter goes (default: the global one).
     """
 
     def __init__(
@@ -125,49 +153,136 @@ class SQLiteSpanExporter(SpanExporter):
         *,
         max_age: float = 7 * 24 * 3600,
         max_bytes: int = 256 * 1024 * 1024,
+        busy_timeout: float = 30,
+        max_pending: int = 10_000,
+        retry_seconds: float = 60,
+        clock: Callable[[], float] = time.monotonic,
+        meter_provider: otel_metrics.MeterProvider | None = None,
     ) -> None:
         self.path = store_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_age = max_age
         self.max_bytes = max_bytes
-        self._connection = _connect(self.path)
-        self._connection.executescript(_SCHEMA)
+        self.busy_timeout = busy_timeout
+        self.max_pending = max_pending
+        self.retry_seconds = retry_seconds
+        self._clock = clock
         self._lock = threading.Lock()
         self._exports = 0
+        self._pending: list[tuple[Any, ...]] = []
+        self._connection: sqlite3.Connection | None = None
+        self._failed_at: float | None = None
+        meter = otel_metrics.get_meter("tenant_trace", __version__, meter_provider)
+        self._dropped = meter.create_counter(
+            "tenant_trace.store.spans_dropped",
+            unit="{span}",
+            description="Spans the local store could not keep, by reason.",
+        )
+        self._open()
 
     def __repr__(self) -> str:
         return f"SQLiteSpanExporter({str(self.path)!r})"
 
+    @property
+    def pending(self) -> int:
+        """Spans of batches that met a lock, waiting for the next export."""
+        return len(self._pending)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the store file is open for writing."""
+        return self._connection is not None
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The connection, opened now if it is not (and a retry is due); ``None`` when the
+        store cannot be used, said once per failure in an ERROR that names the fix."""
+        if self._connection is not None:
+            return self._connection
+        now = self._clock()
+        if self._failed_at is not None and now - self._failed_at < self.retry_seconds:
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = _connect(self.path, self.busy_timeout)
+            connection.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            if self._failed_at is None:
+                logger.error(
+                    "tenant_trace: the local trace store %s cannot be used (%s): its spans are"
+                    " dropped. Set TENANT_TRACE_DB to a writable file, or send spans elsewhere"
+                    " (OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_TRACES_EXPORTER=none).",
+                    self.path,
+                    exc,
+                )
+            self._failed_at = now
+            return None
+        if self._failed_at is not None:
+            logger.warning("tenant_trace: the local trace store %s is usable again", self.path)
+        self._connection, self._failed_at = connection, None
+        return connection
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             rows = [_row(span) for span in spans]
-            with self._lock, _transaction(self._connection):
-                self._connection.executemany(
-                    "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
-                self._exports += 1
-                if self._exports % 100 == 1:
-                    self._prune()
         except Exception:
-            logger.warning("tenant_trace: could not write spans to %s", self.path, exc_info=True)
+            logger.warning("tenant_trace: could not encode spans for %s", self.path, exc_info=True)
+            self._dropped.add(len(spans), {"reason": "encoding"})
             return SpanExportResult.FAILURE
+        with self._lock:
+            connection = self._open()
+            if connection is None:
+                self._dropped.add(len(rows) + len(self._pending), {"reason": "unusable"})
+                self._pending.clear()
+                return SpanExportResult.FAILURE
+            rows, self._pending = self._pending + rows, []
+            try:
+                self._write(connection, rows)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    return self._lose(rows, exc)
+                # Another process holds the lock: keep the batch for the next export.
+                self._pending = rows[-self.max_pending :]
+                if len(rows) > self.max_pending:
+                    self._dropped.add(len(rows) - self.max_pending, {"reason": "busy"})
+                return SpanExportResult.FAILURE
+            except sqlite3.Error as exc:
+                return self._lose(rows, exc)
         return SpanExportResult.SUCCESS
 
-    def _prune(self) -> None:
+    def _write(self, connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        with _transaction(connection):
+            connection.executemany(_INSERT, rows)
+            self._exports += 1
+            if self._exports % 100 == 1:
+                self._prune(connection)
+
+    def _lose(self, rows: list[tuple[Any, ...]], exc: Exception) -> SpanExportResult:
+        logger.warning("tenant_trace: could not write spans to %s: %s", self.path, exc)
+        self._dropped.add(len(rows), {"reason": "error"})
+        return SpanExportResult.FAILURE
+
+    def _prune(self, connection: sqlite3.Connection) -> None:
         cutoff = time.time_ns() - int(self.max_age * 1e9)
-        self._connection.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,))
-        pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
-        size = self._connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,))
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
         if pages * size > self.max_bytes:
             # Drop the oldest tenth; the freed pages are reused by later writes.
-            self._connection.execute(
+            connection.execute(
                 "DELETE FROM spans WHERE start_ns <= (SELECT start_ns FROM spans ORDER BY start_ns "
                 "LIMIT 1 OFFSET (SELECT COUNT(*) / 10 FROM spans))"
             )
 
     def shutdown(self) -> None:
         with self._lock:
-            self._connection.close()
+            if self._pending and self._connection is not None:
+                try:  # a last try for a batch that met a lock
+                    self._write(self._connection, self._pending)
+                except sqlite3.Error:
+                    self._dropped.add(len(self._pending), {"reason": "busy"})
+                self._pending = []
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

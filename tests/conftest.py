@@ -21,6 +21,16 @@ trace.set_tracer_provider(PROVIDER)
 # The application configured its own provider first; init() adds the tenant processor to it.
 tenant_trace.init()
 
+# Seconds a test marked real_server may take (the others: `timeout` in pyproject.toml): it
+# starts processes and sends thousands of requests, on a machine that may be busy.
+REAL_SERVER_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("real_server") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(REAL_SERVER_TIMEOUT))
+
 
 class Spans:
     """The spans finished during one test."""

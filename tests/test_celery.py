@@ -17,6 +17,8 @@ from tenant_trace.propagate.celery import TENANT_HEADER, instrument_celery, unin
 from tests.conftest import Spans
 from tests.servers.worker import Worker, celery_worker, redis_server
 
+pytestmark = pytest.mark.real_server
+
 tracer = trace.get_tracer("tests.celery")
 
 

@@ -24,6 +24,8 @@ from tenant_trace.export.store import SpanStore, SQLiteSpanExporter
 from tests.servers import spanfile
 from tests.servers.process import ROOT, serve
 
+pytestmark = pytest.mark.real_server
+
 TENANTS = ("tenant-a", "tenant-b", "tenant-c")
 
 

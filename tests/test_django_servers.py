@@ -14,6 +14,8 @@ import pytest
 from tests.servers.load import interleaved, mismatches
 from tests.servers.process import Server, serve
 
+pytestmark = pytest.mark.real_server
+
 ASGI = "examples.django_site.project.asgi:application"
 WSGI = "examples.django_site.project.wsgi:application"
 EXAMPLE = {"DJANGO_SETTINGS_MODULE": "examples.django_site.project.settings"}

@@ -17,6 +17,8 @@ from tenant_trace import Rejection, RequestView, TenantPolicy
 from tests.servers.load import interleaved, mismatches
 from tests.servers.process import Server, serve
 
+pytestmark = pytest.mark.real_server
+
 TARGET = "examples.flask_app:app"
 
 

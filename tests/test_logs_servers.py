@@ -31,6 +31,8 @@ from tenant_trace_flask import TenantTrace
 from tests.servers.load import Sent, interleaved, mismatches
 from tests.servers.process import Server, serve
 
+pytestmark = pytest.mark.real_server
+
 LOGFILE = "TENANT_TRACE_TEST_LOGFILE"
 log = logging.getLogger("tests.logs.server")
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from examples.agent import STALE_PERCENT, STALE_TENANT, is_stale
 from tenant_trace.local import rules
 from tests.servers.process import free_port, serve
 from tests.test_rules import ALERTS, binary
+
+pytestmark = pytest.mark.real_server
 
 T = TypeVar("T")
 FAILING = STALE_TENANT  # tenant-b, whose runs get stale account data on a share of messages

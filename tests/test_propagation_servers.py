@@ -16,6 +16,8 @@ import pytest
 from tests.servers.process import Server, serve
 from tests.servers.worker import BROKER_ENV, Worker, celery_worker, redis_server
 
+pytestmark = pytest.mark.real_server
+
 ASYNC_UNITS = ["create_task", "gather-1", "gather-2"]
 if sys.version_info >= (3, 11):
     ASYNC_UNITS += ["taskgroup-1", "taskgroup-2"]

@@ -168,6 +168,7 @@ def test_a_failing_hook_never_becomes_a_500(monkeypatch: pytest.MonkeyPatch, whe
         assert response.json() == {"tenant": "acme"}
 
 
+@pytest.mark.real_server
 def test_ten_thousand_interleaved_requests_on_a_real_server(tmp_path: Path) -> None:
     """10,000 concurrent requests with random tenants against uvicorn: zero cross-tenant
     attribution in any response or span."""

@@ -21,6 +21,11 @@ trace.set_tracer_provider(PROVIDER)
 # The application configured its own provider first; init() adds the tenant processor to it.
 tenant_trace.init()
 
+# The `exp` of test tokens, 2100-01-01 UTC: a token made when the tests are collected must not
+# expire before its test runs, however long the suite takes.
+FAR_EXP = 4_102_444_800
+
+
 # Seconds a test marked real_server may take (the others: `timeout` in pyproject.toml): it
 # starts processes and sends thousands of requests, on a machine that may be busy.
 REAL_SERVER_TIMEOUT = 300

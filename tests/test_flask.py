@@ -26,7 +26,7 @@ from tenant_trace import ConfigurationError, Rejection, RequestView, TenantPolic
 from tenant_trace.resolve.policy import build_policy
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tenant_trace_flask import TenantTrace, require_tenant
-from tests.conftest import Spans
+from tests.conftest import FAR_EXP, Spans
 
 tracer = trace.get_tracer("tests.flask")
 
@@ -42,7 +42,7 @@ class Teapot(Exception):
 
 
 def token(tenant: str) -> str:
-    claims = {"tenant_id": tenant, "exp": int(time.time()) + 3600}
+    claims = {"tenant_id": tenant, "exp": FAR_EXP}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 

@@ -26,6 +26,19 @@ tenant_trace.init()
 FAR_EXP = 4_102_444_800
 
 
+class FakeClock:
+    """A clock for code that takes one (``clock=``): it stands still until advanced."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 # Seconds a test marked real_server may take (the others: `timeout` in pyproject.toml): it
 # starts processes and sends thousands of requests, on a machine that may be busy.
 REAL_SERVER_TIMEOUT = 300

@@ -165,28 +165,26 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         send(server.url, FAILING, messages(FAILING, 10, stale=True))
         send(server.url, "tenant-c", messages("tenant-c", 40, stale=False), delay=0.06)
 
+        # What each tenant ran and failed, as counts: Prometheus's rates and quantiles
+        # extrapolate over scrape times, which a busy machine shifts.
         runs = "tenant_trace_run_duration_seconds"
-        failure_rate = (
-            f'(sum by (tenant_id) (increase({runs}_count{{outcome="error"}}[10m]))'
-            f" or 0 * sum by (tenant_id) (increase({runs}_count[10m])))"
-            f" / sum by (tenant_id) (increase({runs}_count[10m]))"
+        expected = {"tenant-a": 42.0, FAILING: 43.0, "tenant-c": 42.0}
+        eventually(
+            lambda: api.by_tenant(f"sum by (tenant_id) ({runs}_count)") == expected,
+            "every run is scraped",
         )
-
-        def rates() -> dict[str, float]:
-            found = api.by_tenant(failure_rate)
-            assert set(found) == set(TENANTS)
-            assert 0.15 < found[FAILING] < 0.35, found  # 10 of 40, give or take extrapolation
-            return found
-
-        rate = eventually(rates, "the failure rates are known")
-        assert rate["tenant-a"] == rate["tenant-c"] == 0
-
+        assert api.by_tenant(f'sum by (tenant_id) ({runs}_count{{outcome="error"}})') == {
+            FAILING: 11.0
+        }
+        # tenant-c's measured runs each waited 60 ms: all 40 are above the 50 ms bucket.
+        slow = api.by_tenant(
+            f'sum by (tenant_id) ({runs}_count) - sum by (tenant_id) ({runs}_bucket{{le="0.05"}})'
+        )
+        assert slow["tenant-c"] >= 40, slow
         p95 = api.by_tenant(
             f"histogram_quantile(0.95, sum by (tenant_id, le) (rate({runs}_bucket[1m])))"
         )
         assert set(p95) == set(TENANTS)
-        assert 0.05 <= p95["tenant-c"] <= 0.25, p95  # each run waited 60 ms
-        assert p95["tenant-a"] < p95["tenant-c"], p95
 
         # The shipped rule: tenant-b's alert is pending (it fires after `for:`), no other.
         states = eventually(
@@ -195,7 +193,9 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         assert set(states) == {FAILING}, states
         assert states[FAILING] in ("pending", "firing")
         assert set(api.alerts("TenantToolErrorRateHigh")) <= {FAILING}  # 10 of 80 failed
-        assert api.alerts("TenantTokenUsageAnomaly") == api.alerts("TenantRunLatencyHigh") == {}
+        assert api.alerts("TenantTokenUsageAnomaly") == {}  # no day of history yet
+        # TenantRunLatencyHigh compares measured latencies, which a busy machine skews: its
+        # verdicts are tested on fixed series (tests/rules/alerts_test.yml).
 
         # The dashboard's queries have data for each tenant.
         for panel in json.loads(rules.dashboard())["panels"]:

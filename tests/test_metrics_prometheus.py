@@ -18,7 +18,7 @@ import pytest
 
 from examples.agent import STALE_PERCENT, STALE_TENANT, is_stale
 from tenant_trace.local import rules
-from tests.servers.process import free_port, serve
+from tests.servers.process import PATIENCE, free_port, serve
 from tests.test_rules import ALERTS, binary
 
 pytestmark = pytest.mark.real_server
@@ -32,7 +32,7 @@ class Prometheus:
     """The HTTP API of a Prometheus server."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=PATIENCE)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         response = self.http.get("/api/v1/query", params={"query": expr})
@@ -92,7 +92,7 @@ def prometheus(tmp_path: Path, target: str) -> Iterator[Prometheus]:
         log.close()
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = 30) -> T:
+def eventually(check: Callable[[], T], what: str, timeout: float = PATIENCE) -> T:
     """The first truthy result of `check`, retried (connection errors and failed asserts
     included) until `timeout`."""
     deadline = time.monotonic() + timeout
@@ -123,7 +123,7 @@ def messages(tenant: str, count: int, *, stale: bool, start: int = 0) -> list[st
 
 
 def send(url: str, tenant: str, texts: list[str], delay: float = 0.0) -> None:
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=PATIENCE) as client:
         for text in texts:
             response = client.post(
                 "/chat", json={"message": text, "delay": delay}, headers={"X-Tenant-ID": tenant}
@@ -153,7 +153,8 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         for tenant in TENANTS:
             send(server.url, tenant, messages(tenant, 2, stale=False, start=10_000))
         send(server.url, FAILING, messages(FAILING, 1, stale=True, start=10_000))
-        assert httpx.post(f"{server.url}/chat", json={"message": "hi"}).status_code == 401
+        missing = httpx.post(f"{server.url}/chat", json={"message": "hi"}, timeout=PATIENCE)
+        assert missing.status_code == 401
         eventually(
             lambda: len(api.query("tenant_trace_run_duration_seconds_count")) == 4,
             "the first runs of every tenant are scraped",

@@ -182,6 +182,7 @@ def test_a_failing_hook_never_becomes_a_500(monkeypatch: pytest.MonkeyPatch, whe
 
 
 @pytest.mark.real_server
+@pytest.mark.timeout(600)  # 10,000 requests take minutes on a busy two-core machine
 def test_ten_thousand_interleaved_requests_on_a_real_server(tmp_path: Path) -> None:
     """10,000 concurrent requests with random tenants against uvicorn: zero cross-tenant
     attribution in any response or span."""

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tenant_trace
 
 def processors(provider):
+    # The SDK has no public list of a provider's processors (nor of a batch processor's exporter).
     return provider._active_span_processor._span_processors
 
 def tenant_processors(provider):

@@ -19,11 +19,12 @@ from .context import set_tenant_pattern
 from .export.otlp import env
 from .export.pipeline import batch_processor, build_exporters
 from .export.processor import TenantSpanProcessor
+from .export.retention import parse_retention
 from .export.routes import parse_routes
 from .export.routing import RoutingSpanProcessor, activate
 from .export.sampling import ENV as SAMPLING_ENV
 from .export.sampling import TenantSampler
-from .export.store import SQLiteSpanExporter, parse_retention
+from .export.store import SQLiteSpanExporter
 from .metrics import install as install_metrics
 from .redaction import Redactor, configure_redaction
 

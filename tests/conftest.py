@@ -21,6 +21,34 @@ trace.set_tracer_provider(PROVIDER)
 # The application configured its own provider first; init() adds the tenant processor to it.
 tenant_trace.init()
 
+# The `exp` of test tokens, 2100-01-01 UTC: a token made when the tests are collected must not
+# expire before its test runs, however long the suite takes.
+FAR_EXP = 4_102_444_800
+
+
+class FakeClock:
+    """A clock for code that takes one (``clock=``): it stands still until advanced."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# Seconds a test marked real_server may take (the others: `timeout` in pyproject.toml): it
+# starts processes and sends thousands of requests, on a machine that may be busy.
+REAL_SERVER_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("real_server") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(REAL_SERVER_TIMEOUT))
+
 
 class Spans:
     """The spans finished during one test."""

@@ -21,7 +21,7 @@ import tenant_trace
 from examples.agent import STALE_TENANT, is_stale
 from tenant_trace.agent.handles import current_step
 from tenant_trace.config import settings
-from tests.conftest import Spans
+from tests.conftest import FakeClock, Spans
 
 tracer = trace.get_tracer("tests.agent")
 
@@ -394,15 +394,25 @@ def test_token_budget_can_only_record(spans: Spans) -> None:
 
 
 def test_wall_time_budget(spans: Spans) -> None:
-    """A run over its wall time is stopped at its next step."""
-    budget = tenant_trace.RunBudget(max_seconds=0.0)
+    """A run over its wall time is stopped at its next step, and not before."""
+    clock = FakeClock()
+    budget = tenant_trace.RunBudget(max_seconds=60, clock=clock)
+    steps = 0
     with (
         pytest.raises(tenant_trace.RunBudgetExceeded, match="seconds"),
         tenant_trace.start_trace("slow", tenant="acme", budget=budget),
-        tenant_trace.tool_call("t"),
     ):
-        pass
-    assert attrs(spans.one("invoke_agent slow"))["tenant_trace.budget.exceeded"] == "seconds"
+        while True:  # a step every 20 s: at 0, 20, 40 and 60 s it runs, at 80 s it is stopped
+            with tenant_trace.tool_call("t"):
+                steps += 1
+            clock.advance(20)
+    assert steps == 4
+    run = spans.one("invoke_agent slow")
+    assert attrs(run)["tenant_trace.budget.exceeded"] == "seconds"
+    crossings = [e for e in run.events if e.name == "tenant_trace.budget_exceeded"]
+    assert [dict(e.attributes or {}) for e in crossings] == [
+        {"limit": "seconds", "value": 80.0, "allowed": 60}
+    ]
 
 
 def test_tool_calls_from_threads_roll_up(spans: Spans) -> None:

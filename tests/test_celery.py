@@ -15,7 +15,10 @@ import tenant_trace
 from tenant_trace import ConfigurationError, MissingDependencyError
 from tenant_trace.propagate.celery import TENANT_HEADER, instrument_celery, uninstrument_celery
 from tests.conftest import Spans
+from tests.servers.process import PATIENCE
 from tests.servers.worker import Worker, celery_worker, redis_server
+
+pytestmark = pytest.mark.real_server
 
 tracer = trace.get_tracer("tests.celery")
 
@@ -78,7 +81,7 @@ def test_a_task_runs_in_the_publishers_tenant_under_a_child_span(
     of the span that published it, and spans made inside the task are its children."""
     with tenant_trace.tenant_context("acme"), tracer.start_as_current_span("publish") as span:
         result = send(publisher, "tests.whoami", "one")
-    seen = result.get(timeout=20)
+    seen = result.get(timeout=PATIENCE)
     published = span.get_span_context()
     assert seen["tenant"] == "acme"
     assert seen["source"] == "celery"
@@ -106,7 +109,7 @@ def test_log_lines_in_tasks_carry_the_tasks_tenant_and_span(
     for label, tenant in labels.items():
         with tenant_trace.tenant_context(tenant):
             results[label] = send(publisher, "tests.log", label)
-    seen = {label: result.get(timeout=20) for label, result in results.items()}
+    seen = {label: result.get(timeout=PATIENCE) for label, result in results.items()}
     lines = {
         line["label"]: line
         for line in worker.logs(lambda found: {f.get("label") for f in found} >= set(labels))
@@ -137,7 +140,7 @@ def test_interleaved_tasks_each_see_only_their_own_tenant(
             # A header set by the caller never passes for the tenant: ours replaces it.
             result = send(publisher, name, str(i), headers={TENANT_HEADER: "forged"})
         sent.append((tenant, result))
-    seen = [(tenant, result.get(timeout=20)) for tenant, result in sent]
+    seen = [(tenant, result.get(timeout=PATIENCE)) for tenant, result in sent]
     assert [s["tenant"] for _, s in seen] == [tenant for tenant, _ in seen]
     assert all(s["request"] is False for _, s in seen)
     task_ids = [result.id for _, result in sent]
@@ -160,7 +163,7 @@ def test_a_failed_task_records_the_error_and_resets_the_context(
     with tenant_trace.tenant_context("acme"):
         result = send(publisher, "tests.fail", "failing")
     with pytest.raises(ValueError, match="the task failed"):
-        result.get(timeout=20)
+        result.get(timeout=PATIENCE)
     run = task_spans(worker, [result.id])[result.id]
     assert run["status"] == "ERROR"
     assert run["attributes"]["error.type"] == "ValueError"
@@ -175,8 +178,8 @@ def test_a_task_published_by_a_task_continues_its_tenant_and_trace(
 ) -> None:
     with tenant_trace.tenant_context("acme"), tracer.start_as_current_span("publish"):
         parent = send(publisher, "tests.spawn", "parent")
-    child_id = parent.get(timeout=20)
-    child = publisher.AsyncResult(child_id).get(timeout=20)
+    child_id = parent.get(timeout=PATIENCE)
+    child = publisher.AsyncResult(child_id).get(timeout=PATIENCE)
     runs = task_spans(worker, [parent.id, child_id])
     assert child["tenant"] == "acme"
     assert runs[child_id]["parent_id"] == runs[parent.id]["span_id"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any, Literal, cast
@@ -42,7 +41,7 @@ from examples.common import JWT_SECRET, TENANT_OPTIONS
 from tenant_trace import Rejection, RequestView
 from tenant_trace.resolve.policy import build_policy
 from tenant_trace_django import require_tenant
-from tests.conftest import Spans
+from tests.conftest import FAR_EXP, Spans
 
 OURS = "tenant_trace_django.middleware.TenantTraceMiddleware"
 SYNC_ONLY = "tests.django_settings.sync_only_middleware"
@@ -212,7 +211,7 @@ def no_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) 
 
 
 def token(tenant: str) -> str:
-    claims = {"tenant_id": tenant, "exp": int(time.time()) + 300}
+    claims = {"tenant_id": tenant, "exp": FAR_EXP}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from tests.servers.load import interleaved, mismatches
-from tests.servers.process import Server, serve
+from tests.servers.process import PATIENCE, Server, serve
+
+pytestmark = pytest.mark.real_server
 
 ASGI = "examples.django_site.project.asgi:application"
 WSGI = "examples.django_site.project.wsgi:application"
@@ -47,7 +49,9 @@ def traced(tenant: str | None = None) -> tuple[str, dict[str, str]]:
 
 
 def roots(server: Server, trace_id: str) -> list[dict[str, Any]]:
-    return [s for s in server.spans() if s["trace_id"] == trace_id and s["name"] == "agent.run"]
+    """The agent.run spans of a trace, once there is one."""
+    spans = server.spans(traces=[trace_id])
+    return [s for s in spans if s["trace_id"] == trace_id and s["name"] == "agent.run"]
 
 
 def test_interleaved_requests_from_many_tenants_never_mix(example: Server) -> None:
@@ -55,13 +59,15 @@ def test_interleaved_requests_from_many_tenants_never_mix(example: Server) -> No
     sent = interleaved(example.url, n=2000, tenants=50)
     assert len(sent) == 2000
     assert len({s.tenant for s in sent}) == 50
-    assert mismatches(sent, example.spans()) == []
+    assert mismatches(sent, example.spans(traces={s.trace_id for s in sent})) == []
 
 
 def test_every_streamed_chunk_names_the_tenant(example: Server) -> None:
     """GET /stream: each chunk names the tenant; one root span with route and status."""
     trace_id, headers = traced("acme")
-    with httpx.stream("GET", f"{example.url}/stream", headers=headers) as response:
+    with httpx.stream(
+        "GET", f"{example.url}/stream", headers=headers, timeout=PATIENCE
+    ) as response:
         lines = [line for line in response.iter_lines() if line]
     assert response.status_code == 200
     assert lines == [f"chunk {i} for acme" for i in range(5)]
@@ -89,7 +95,9 @@ def test_rejections_over_a_real_socket(
     example: Server, headers: dict[str, str], status: int, code: str
 ) -> None:
     """Bad or missing tenants get the JSON 4xx of every framework, never a 500."""
-    response = httpx.post(f"{example.url}/chat", json={"message": "x"}, headers=headers)
+    response = httpx.post(
+        f"{example.url}/chat", json={"message": "x"}, headers=headers, timeout=PATIENCE
+    )
     assert (response.status_code, response.json()["error"]) == (status, code)
     assert response.headers["content-type"] == "application/json"
 
@@ -97,7 +105,9 @@ def test_rejections_over_a_real_socket(
 def test_health_is_excluded(example: Server) -> None:
     """/health answers with no tenant and no span."""
     trace_id, headers = traced("acme")
-    assert httpx.get(f"{example.url}/health", headers=headers).json() == {"status": "ok"}
+    assert httpx.get(f"{example.url}/health", headers=headers, timeout=PATIENCE).json() == {
+        "status": "ok"
+    }
     assert [s for s in example.spans() if s["trace_id"] == trace_id] == []
 
 
@@ -118,13 +128,17 @@ def test_request_without_tenant_after_one_with_sees_none(
     with serve(server, target, tmp_path, env={**OPTIONAL, **env}) as running:
         url = running.url
         trace_a, headers_a = traced("tenant-a")
-        first = httpx.post(f"{url}/chat", json={"message": "hi"}, headers=headers_a)
+        first = httpx.post(
+            f"{url}/chat", json={"message": "hi"}, headers=headers_a, timeout=PATIENCE
+        )
         trace_b, headers_b = traced()
-        second = httpx.post(f"{url}/chat", json={"message": "hi"}, headers=headers_b)
-        streamed = httpx.get(f"{url}/stream")
+        second = httpx.post(
+            f"{url}/chat", json={"message": "hi"}, headers=headers_b, timeout=PATIENCE
+        )
+        streamed = httpx.get(f"{url}/stream", timeout=PATIENCE)
         sent = interleaved(url, n=200, tenants=10)
         root_a, root_b = roots(running, trace_a), roots(running, trace_b)
-        spans = running.spans()
+        spans = running.spans(traces={s.trace_id for s in sent})
     assert first.json()["tenant"] == "tenant-a"
     assert first.headers["X-Tenant-Outside"] == "None,None"
     assert (second.status_code, second.json()["error"]) == (401, "missing_tenant")

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import tenant_trace
 from examples.common import JWT_SECRET
 from tenant_trace_fastapi import TenantTraceMiddleware, get_tenant, instrument_app, require_tenant
-from tests.conftest import Spans
+from tests.conftest import FAR_EXP, Spans
 
 tracer = trace.get_tracer("tests.fastapi")
 seen: dict[str, Any] = {}
@@ -185,7 +185,7 @@ def example() -> TestClient:
 
 
 def token(tenant: Any, **claims: Any) -> str:
-    return jwt.encode({"tenant_id": tenant, "exp": time.time() + 60, **claims}, JWT_SECRET, "HS256")
+    return jwt.encode({"tenant_id": tenant, "exp": FAR_EXP, **claims}, JWT_SECRET, "HS256")
 
 
 @pytest.mark.parametrize(

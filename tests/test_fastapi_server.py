@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers.load import interleaved, mismatches
 from tests.servers.process import serve
+
+pytestmark = pytest.mark.real_server
 
 
 def test_interleaved_requests_from_many_tenants_never_mix(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ teardown and streamed bodies; the root span; configuration; rejections; the exam
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,13 +20,14 @@ from werkzeug.exceptions import InternalServerError
 from werkzeug.test import EnvironBuilder, TestResponse
 
 import tenant_trace
+from examples import flask_app as flask_example
 from examples.common import JWT_SECRET, MAX_DELAY, TENANT_OPTIONS
 from examples.flask_app import app as example_app
 from tenant_trace import ConfigurationError, Rejection, RequestView, TenantPolicy
 from tenant_trace.resolve.policy import build_policy
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tenant_trace_flask import TenantTrace, require_tenant
-from tests.conftest import Spans
+from tests.conftest import FAR_EXP, Spans
 
 tracer = trace.get_tracer("tests.flask")
 
@@ -42,7 +43,7 @@ class Teapot(Exception):
 
 
 def token(tenant: str) -> str:
-    claims = {"tenant_id": tenant, "exp": int(time.time()) + 3600}
+    claims = {"tenant_id": tenant, "exp": FAR_EXP}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
@@ -532,19 +533,23 @@ def test_view_rejection_is_byte_identical_to_the_middleware(spans: Spans) -> Non
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "wait"),
     [
-        pytest.param({"message": "hi"}, id="no-delay"),
-        pytest.param({"message": "hi", "delay": -1}, id="negative-delay"),
-        pytest.param({"message": "hi", "delay": 60}, id="capped-delay"),
+        pytest.param({"message": "hi"}, 0.0, id="no-delay"),
+        pytest.param({"message": "hi", "delay": 0.05}, 0.05, id="delay"),
+        pytest.param({"message": "hi", "delay": -1}, 0.0, id="negative-delay"),
+        pytest.param({"message": "hi", "delay": 60}, MAX_DELAY, id="capped-delay"),
     ],
 )
-def test_example_chat(spans: Spans, body: dict[str, Any]) -> None:
+def test_example_chat(
+    spans: Spans, monkeypatch: pytest.MonkeyPatch, body: dict[str, Any], wait: float
+) -> None:
     """POST /chat answers for the request's tenant, waiting at most MAX_DELAY, and every span
     of the agent's run is in the request's trace with its tenant."""
-    started = time.monotonic()
+    waits: list[float] = []
+    monkeypatch.setattr(flask_example, "time", SimpleNamespace(sleep=waits.append))
     response = call(example_app.test_client(), "/chat", ACME, method="POST", json=body)
-    assert time.monotonic() - started < MAX_DELAY + 1
+    assert waits == [wait]
     assert response.status_code == 200
     assert response.json["tenant"] == "acme"
     assert "acme" in response.json["response"]

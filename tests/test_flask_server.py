@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,9 @@ import pytest
 
 from tenant_trace import Rejection, RequestView, TenantPolicy
 from tests.servers.load import interleaved, mismatches
-from tests.servers.process import Server, serve
+from tests.servers.process import PATIENCE, Server, serve
+
+pytestmark = pytest.mark.real_server
 
 TARGET = "examples.flask_app:app"
 
@@ -29,21 +29,6 @@ def traced(tenant: str | None = None) -> tuple[str, dict[str, str]]:
     return trace_id, headers
 
 
-def spans_of(server: Server, trace_ids: set[str], timeout: float = 10) -> list[dict[str, Any]]:
-    """The server's spans once every trace in `trace_ids` has its agent.run span: a worker
-    writes it on close(), which can come just after the client has read the response."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            spans = server.spans()
-        except json.JSONDecodeError:  # read a line while it was being written
-            spans = []
-        done = {s["trace_id"] for s in spans if s["name"] == "agent.run"}
-        if trace_ids <= done or time.monotonic() > deadline:
-            return spans
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The example on gunicorn: 2 workers of 8 threads each (tests/servers/run.py)."""
@@ -54,14 +39,14 @@ def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_interleaved_requests_from_many_tenants_never_mix(gunicorn: Server) -> None:
     """2,000 overlapping requests from 50 tenants: every response and span has its own tenant."""
     sent = interleaved(gunicorn.url, n=2000, tenants=50)
-    spans = spans_of(gunicorn, {s.trace_id for s in sent})
+    spans = gunicorn.spans(traces={s.trace_id for s in sent})
     assert len(sent) == 2000
     assert len({s.tenant for s in sent}) == 50
     assert mismatches(sent, spans) == []
 
 
 async def _streams(url: str, tenants: list[str]) -> list[tuple[str, str, list[str]]]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=PATIENCE) as client:
 
         async def one(tenant: str) -> tuple[str, str, list[str]]:
             trace_id, headers = traced(tenant)
@@ -83,7 +68,7 @@ def test_concurrent_streams_name_their_own_tenant_in_every_chunk(gunicorn: Serve
         if lines != [f"chunk {i} for {tenant}" for i in range(5)]
     ]
     assert wrong == []
-    spans = spans_of(gunicorn, {trace_id for _, trace_id, _ in results})
+    spans = gunicorn.spans(traces={trace_id for _, trace_id, _ in results})
     roots = {s["trace_id"]: s["attributes"] for s in spans if s["name"] == "agent.run"}
     for tenant, trace_id, _ in results:
         root = roots[trace_id]
@@ -100,7 +85,10 @@ def test_single_threaded_server_does_not_carry_a_tenant_over(tmp_path: Path) -> 
         "FLASK_TENANT_TRACE_REQUIRED": "false",  # so that /stream takes requests without one
     }
     ids: list[str] = []
-    with serve("gunicorn", TARGET, tmp_path, env) as server, httpx.Client() as client:
+    with (
+        serve("gunicorn", TARGET, tmp_path, env) as server,
+        httpx.Client(timeout=PATIENCE) as client,
+    ):
 
         def get(path: str, tenant: str | None, **kwargs: Any) -> httpx.Response:
             trace_id, headers = traced(tenant)
@@ -111,7 +99,7 @@ def test_single_threaded_server_does_not_carry_a_tenant_over(tmp_path: Path) -> 
         second = get("/stream", None, method="GET")
         refused = get("/chat", None, method="POST", json={"message": "hi"})
         chat = get("/chat", "acme", method="POST", json={"message": "hi"})
-        spans = spans_of(server, set(ids))
+        spans = server.spans(traces=ids)
     assert first.text.splitlines() == [f"chunk {i} for acme" for i in range(5)]
     assert second.text.splitlines() == [f"chunk {i} for None" for i in range(5)]
     with pytest.raises(Rejection) as missing:

@@ -16,6 +16,8 @@ from tests.servers.otlp import eventually
 from tests.servers.process import ROOT
 from tests.test_cli import TENANTS, filled, run_cli  # noqa: F401  (the module's fixture)
 
+pytestmark = pytest.mark.real_server
+
 
 def rows(db: Path, tenant: str) -> set[tuple[str, str]]:
     with sqlite3.connect(db) as connection:

@@ -33,9 +33,13 @@ from tenant_trace import (
     Tenant,
     TenantPolicy,
 )
+from tests.conftest import FAR_EXP, FakeClock
 
 SECRET = "jwt-tests-hmac-secret-long-enough-for-hs512-" + "x" * 24
 DROP = object()
+# Seconds the key server and the resolver wait for each other when all is well: generous,
+# since a busy machine is slow and the per-test timeout catches a real hang.
+PATIENCE = 10.0
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -58,8 +62,8 @@ def craft(header: object, payload: object, *, secret: str | bytes | None = SECRE
 
 
 def claims(**changes: object) -> dict[str, object]:
-    """Good claims (tenant acme, five minutes left) with `changes`; DROP removes a claim."""
-    result: dict[str, object] = {"tenant_id": "acme", "exp": int(time.time()) + 300}
+    """Good claims (tenant acme, valid until 2100) with `changes`; DROP removes a claim."""
+    result: dict[str, object] = {"tenant_id": "acme", "exp": FAR_EXP}
     for name, value in changes.items():
         if value is DROP:
             result.pop(name, None)
@@ -228,7 +232,7 @@ def test_attack_corpus_is_401_through_the_policy_with_a_default(
         pytest.param('{"tenant_id": "acme", "exp": 1' + "0" * 400 + "}", id="exp-10e400"),
         pytest.param(claims(nbf=-(10**400)), id="nbf-minus-10e400"),
         pytest.param(claims(exp=1e300), id="exp-1e300"),
-        pytest.param(claims(exp=int(time.time()) + 300.9), id="exp-fractional"),
+        pytest.param(claims(exp=FAR_EXP + 0.9), id="exp-fractional"),
     ],
 )
 def test_extreme_but_valid_dates_resolve(payload: object) -> None:
@@ -459,15 +463,28 @@ def test_repr_never_shows_the_key() -> None:
 
 
 def test_a_cached_token_still_expires() -> None:
-    resolver = hs()
-    exp = int(time.time()) + 1
-    token = craft(HS256, claims(exp=exp))
+    clock = FakeClock(FAR_EXP - 60)
+    resolver = hs(wall_clock=clock, leeway=5)
+    token = craft(HS256, claims())
     assert resolver(bearer(token)) == Tenant("acme", "jwt")
-    assert token in resolver._cache  # the next call is a cache hit
-    time.sleep(max(0.0, exp - time.time()) + 0.05)
+    assert token in resolver._cache  # the next calls are cache hits
+    clock.advance(60 + 5)  # at exp, plus the leeway: still valid
+    assert resolver(bearer(token)) == Tenant("acme", "jwt")
+    clock.advance(1)
     exc = rejection(resolver, token)
     assert (exc.status, exc.code) == (401, "expired_token")
     assert token not in resolver._cache
+
+
+def test_a_cached_token_is_not_valid_before_its_nbf() -> None:
+    clock = FakeClock(2000)
+    resolver = hs(wall_clock=clock)
+    token = craft(HS256, claims(nbf=1000))  # PyJWT checks it against the real time: valid
+    assert resolver(bearer(token)) == Tenant("acme", "jwt")
+    clock.now = 999  # a clock set back: the cached token is not valid yet
+    exc = rejection(resolver, token)
+    assert (exc.status, exc.code) == (401, "invalid_token")
+    assert exc.detail == "token is not valid yet"
 
 
 def test_a_cached_token_is_the_same_tenant_and_skips_the_work() -> None:
@@ -514,7 +531,7 @@ class LoopGate:
 
     def wait(self) -> None:  # on the server's thread
         self.waiting.set()
-        if not self.opened.wait(timeout=1.0):
+        if not self.opened.wait(timeout=PATIENCE):
             self.late += 1
         self.opened.clear()
 
@@ -533,19 +550,21 @@ class KeyServer:
         self.keys: list[dict[str, Any]] = []
         self.status = 200
         self.body: bytes | None = None  # raw body instead of the key set
-        self.delay = 0.0
+        self.answering = threading.Event()  # cleared: requests hang until it is set again
+        self.answering.set()
         self.gate: LoopGate | None = None
         self.hits = 0
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                with owner._lock:
+                with owner._arrived:
                     owner.hits += 1
+                    owner._arrived.notify_all()
                 if owner.gate is not None:
                     owner.gate.wait()
-                time.sleep(owner.delay)
+                owner.answering.wait()
                 body = (
                     owner.body
                     if owner.body is not None
@@ -570,11 +589,18 @@ class KeyServer:
         self._thread.start()
 
     def reset(self) -> None:
-        self.keys, self.status, self.body, self.delay, self.gate = [], 200, None, 0.0, None
-        with self._lock:
+        self.keys, self.status, self.body, self.gate = [], 200, None, None
+        self.answering.set()
+        with self._arrived:
             self.hits = 0
 
+    def wait_for_hits(self, n: int) -> None:
+        """Until `n` requests have arrived: a client that timed out may be ahead of them."""
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: self.hits >= n, PATIENCE), self.hits
+
     def close(self) -> None:
+        self.answering.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -610,7 +636,7 @@ def signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str, **chan
 
 
 def jwks_resolver(url: str, **options: Any) -> JWTResolver:
-    options.setdefault("jwks_timeout", 2)
+    options.setdefault("jwks_timeout", PATIENCE)
     return JWTResolver(jwks_url=url, algorithms=["RS256", "ES256"], **options)
 
 
@@ -629,13 +655,15 @@ def test_jwks_rs256_and_es256_keys_are_fetched_once(
 def test_jwks_key_rotation_picks_up_a_new_kid(
     key_server: KeyServer, rsa_key: rsa.RSAPrivateKey, rsa_key_2: rsa.RSAPrivateKey
 ) -> None:
-    resolver = jwks_resolver(key_server.url, jwks_cooldown=0.2)
+    clock = FakeClock()
+    resolver = jwks_resolver(key_server.url, jwks_cooldown=30, clock=clock)
     assert resolver(bearer(signed(rsa_key, "rsa-1"))) == Tenant("acme", "jwt")
     key_server.keys = [jwk(rsa_key, "rsa-1"), jwk(rsa_key_2, "rsa-2")]  # the IdP rotates
-    time.sleep(0.25)
-    assert resolver(bearer(signed(rsa_key_2, "rsa-2", tenant_id="globex"))) == Tenant(
-        "globex", "jwt"
-    )
+    new = signed(rsa_key_2, "rsa-2", tenant_id="globex")
+    assert rejection(resolver, new).code == "invalid_token"  # unknown until the cooldown ends
+    assert key_server.hits == 1
+    clock.advance(30)
+    assert resolver(bearer(new)) == Tenant("globex", "jwt")
     assert resolver(bearer(signed(rsa_key, "rsa-1"))) == Tenant("acme", "jwt")
     assert key_server.hits == 2
 
@@ -671,13 +699,18 @@ def test_jwks_server_erroring_is_503_once_per_cooldown(
     key_server: KeyServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     key_server.status = 500
-    resolver = jwks_resolver(key_server.url, jwks_cooldown=0.3)
+    clock = FakeClock()
+    resolver = jwks_resolver(key_server.url, jwks_cooldown=30, clock=clock)
     for _ in range(20):
         exc = rejection(resolver, signed(rsa_key, "rsa-1"))
         assert (exc.status, exc.code) == (503, "key_server_unavailable")
+        clock.advance(1)
     assert key_server.hits == 1
     key_server.status = 200  # the key server recovers; after the cooldown, one fetch
-    time.sleep(0.35)
+    clock.advance(9.5)
+    assert rejection(resolver, signed(rsa_key, "rsa-1")).status == 503
+    assert key_server.hits == 1
+    clock.advance(0.5)
     assert resolver(bearer(signed(rsa_key, "rsa-1"))) == Tenant("acme", "jwt")
     assert key_server.hits == 2
 
@@ -685,18 +718,19 @@ def test_jwks_server_erroring_is_503_once_per_cooldown(
 def test_jwks_server_hanging_costs_one_timeout_per_cooldown(
     key_server: KeyServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    key_server.delay = 1.0
-    resolver = jwks_resolver(key_server.url, jwks_timeout=0.2)
-    started = time.monotonic()
-    assert rejection(resolver, signed(rsa_key, "rsa-1")).status == 503
-    first = time.monotonic() - started
-    started = time.monotonic()
-    for _ in range(20):
+    """A key server that accepts and never answers: the first request waits out the timeout
+    and gets a 503; the next ones get a 503 without asking it again until the cooldown
+    ends."""
+    key_server.answering.clear()
+    clock = FakeClock()
+    resolver = jwks_resolver(key_server.url, jwks_timeout=0.2, jwks_cooldown=30, clock=clock)
+    for _ in range(21):
         assert rejection(resolver, signed(rsa_key, "rsa-1")).status == 503
-    rest = time.monotonic() - started
-    assert first >= 0.2
-    assert rest < 0.2
-    assert key_server.hits == 1
+    key_server.wait_for_hits(1)
+    clock.advance(30)
+    assert rejection(resolver, signed(rsa_key, "rsa-1")).status == 503
+    key_server.wait_for_hits(2)
+    assert key_server.hits == 2
 
 
 @pytest.mark.parametrize(
@@ -724,9 +758,11 @@ def test_jwks_garbage_from_the_key_server_is_503(
 def test_jwks_keys_already_fetched_survive_a_key_server_outage(
     key_server: KeyServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    resolver = jwks_resolver(key_server.url, jwks_lifespan=0, jwks_cooldown=0)
+    clock = FakeClock()
+    resolver = jwks_resolver(key_server.url, jwks_lifespan=300, jwks_cooldown=30, clock=clock)
     assert resolver(bearer(signed(rsa_key, "rsa-1"))) == Tenant("acme", "jwt")
     key_server.status = 503
+    clock.advance(301)  # the keys are past their lifespan: fetched again, and that fails
     assert resolver(bearer(signed(rsa_key, "rsa-1", tenant_id="globex"))) == Tenant("globex", "jwt")
     assert key_server.hits == 2
 

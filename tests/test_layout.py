@@ -80,7 +80,7 @@ DOCUMENTED = [
     ("tenant_trace.redaction", "is_secret_key"),
     ("tenant_trace.redaction", "redact_attributes"),
     ("tenant_trace.local.rules", "FAILURE_RATE"),
-    ("tenant_trace.export.store", "TENANT_TABLES"),
+    ("tenant_trace.export.retention", "TENANT_TABLES"),
     ("tenant_trace_fastapi", "TenantTraceMiddleware"),
     ("tenant_trace_fastapi", "instrument_app"),
     ("tenant_trace_fastapi", "require_tenant"),

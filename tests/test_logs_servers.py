@@ -29,7 +29,9 @@ import tenant_trace
 from tenant_trace_fastapi import TenantTraceMiddleware
 from tenant_trace_flask import TenantTrace
 from tests.servers.load import Sent, interleaved, mismatches
-from tests.servers.process import Server, serve
+from tests.servers.process import PATIENCE, Server, serve
+
+pytestmark = pytest.mark.real_server
 
 LOGFILE = "TENANT_TRACE_TEST_LOGFILE"
 log = logging.getLogger("tests.logs.server")
@@ -96,7 +98,7 @@ def server(
         yield running, logfile
 
 
-def read_lines(logfile: Path, expected: int, timeout: float = 15) -> list[dict[str, Any]]:
+def read_lines(logfile: Path, expected: int, timeout: float = PATIENCE) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         with logfile.open() as f:

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from examples.agent import STALE_PERCENT, STALE_TENANT, is_stale
 from tenant_trace.local import rules
-from tests.servers.process import free_port, serve
+from tests.servers.process import PATIENCE, free_port, serve
 from tests.test_rules import ALERTS, binary
+
+pytestmark = pytest.mark.real_server
 
 T = TypeVar("T")
 FAILING = STALE_TENANT  # tenant-b, whose runs get stale account data on a share of messages
@@ -29,7 +32,7 @@ class Prometheus:
     """The HTTP API of a Prometheus server."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=PATIENCE)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         response = self.http.get("/api/v1/query", params={"query": expr})
@@ -89,7 +92,7 @@ def prometheus(tmp_path: Path, target: str) -> Iterator[Prometheus]:
         log.close()
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = 30) -> T:
+def eventually(check: Callable[[], T], what: str, timeout: float = PATIENCE) -> T:
     """The first truthy result of `check`, retried (connection errors and failed asserts
     included) until `timeout`."""
     deadline = time.monotonic() + timeout
@@ -120,7 +123,7 @@ def messages(tenant: str, count: int, *, stale: bool, start: int = 0) -> list[st
 
 
 def send(url: str, tenant: str, texts: list[str], delay: float = 0.0) -> None:
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=PATIENCE) as client:
         for text in texts:
             response = client.post(
                 "/chat", json={"message": text, "delay": delay}, headers={"X-Tenant-ID": tenant}
@@ -150,7 +153,8 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         for tenant in TENANTS:
             send(server.url, tenant, messages(tenant, 2, stale=False, start=10_000))
         send(server.url, FAILING, messages(FAILING, 1, stale=True, start=10_000))
-        assert httpx.post(f"{server.url}/chat", json={"message": "hi"}).status_code == 401
+        missing = httpx.post(f"{server.url}/chat", json={"message": "hi"}, timeout=PATIENCE)
+        assert missing.status_code == 401
         eventually(
             lambda: len(api.query("tenant_trace_run_duration_seconds_count")) == 4,
             "the first runs of every tenant are scraped",
@@ -162,28 +166,26 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         send(server.url, FAILING, messages(FAILING, 10, stale=True))
         send(server.url, "tenant-c", messages("tenant-c", 40, stale=False), delay=0.06)
 
+        # What each tenant ran and failed, as counts: Prometheus's rates and quantiles
+        # extrapolate over scrape times, which a busy machine shifts.
         runs = "tenant_trace_run_duration_seconds"
-        failure_rate = (
-            f'(sum by (tenant_id) (increase({runs}_count{{outcome="error"}}[10m]))'
-            f" or 0 * sum by (tenant_id) (increase({runs}_count[10m])))"
-            f" / sum by (tenant_id) (increase({runs}_count[10m]))"
+        expected = {"tenant-a": 42.0, FAILING: 43.0, "tenant-c": 42.0}
+        eventually(
+            lambda: api.by_tenant(f"sum by (tenant_id) ({runs}_count)") == expected,
+            "every run is scraped",
         )
-
-        def rates() -> dict[str, float]:
-            found = api.by_tenant(failure_rate)
-            assert set(found) == set(TENANTS)
-            assert 0.15 < found[FAILING] < 0.35, found  # 10 of 40, give or take extrapolation
-            return found
-
-        rate = eventually(rates, "the failure rates are known")
-        assert rate["tenant-a"] == rate["tenant-c"] == 0
-
+        assert api.by_tenant(f'sum by (tenant_id) ({runs}_count{{outcome="error"}})') == {
+            FAILING: 11.0
+        }
+        # tenant-c's measured runs each waited 60 ms: all 40 are above the 50 ms bucket.
+        slow = api.by_tenant(
+            f'sum by (tenant_id) ({runs}_count) - sum by (tenant_id) ({runs}_bucket{{le="0.05"}})'
+        )
+        assert slow["tenant-c"] >= 40, slow
         p95 = api.by_tenant(
             f"histogram_quantile(0.95, sum by (tenant_id, le) (rate({runs}_bucket[1m])))"
         )
         assert set(p95) == set(TENANTS)
-        assert 0.05 <= p95["tenant-c"] <= 0.25, p95  # each run waited 60 ms
-        assert p95["tenant-a"] < p95["tenant-c"], p95
 
         # The shipped rule: tenant-b's alert is pending (it fires after `for:`), no other.
         states = eventually(
@@ -192,7 +194,9 @@ def test_prometheus_sees_each_tenant_and_alerts_on_the_failing_one(tmp_path: Pat
         assert set(states) == {FAILING}, states
         assert states[FAILING] in ("pending", "firing")
         assert set(api.alerts("TenantToolErrorRateHigh")) <= {FAILING}  # 10 of 80 failed
-        assert api.alerts("TenantTokenUsageAnomaly") == api.alerts("TenantRunLatencyHigh") == {}
+        assert api.alerts("TenantTokenUsageAnomaly") == {}  # no day of history yet
+        # TenantRunLatencyHigh compares measured latencies, which a busy machine skews: its
+        # verdicts are tested on fixed series (tests/rules/alerts_test.yml).
 
         # The dashboard's queries have data for each tenant.
         for panel in json.loads(rules.dashboard())["panels"]:

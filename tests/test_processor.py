@@ -22,7 +22,7 @@ def foreign_tracer() -> trace.Tracer:
 
 
 def test_init_installed_exactly_one_processor(provider: TracerProvider) -> None:
-    processors = provider._active_span_processor._span_processors
+    processors = provider._active_span_processor._span_processors  # no public list exists
     assert sum(isinstance(p, TenantSpanProcessor) for p in processors) == 1
 
 

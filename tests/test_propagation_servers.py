@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers.process import Server, serve
+from tests.servers.process import PATIENCE, Server, serve
 from tests.servers.worker import BROKER_ENV, Worker, celery_worker, redis_server
+
+pytestmark = pytest.mark.real_server
 
 ASYNC_UNITS = ["create_task", "gather-1", "gather-2"]
 if sys.version_info >= (3, 11):
@@ -59,7 +61,7 @@ def send(services: Services, headers: dict[str, str]) -> Sent:
     response = httpx.post(
         f"{services.edge.url}/fanout",
         headers={"traceparent": f"00-{trace_id}-{parent_id}-01", **headers},
-        timeout=60,
+        timeout=PATIENCE,
     )
     assert response.status_code == 200, response.text
     return Sent(trace_id, parent_id, response.json())

@@ -624,6 +624,7 @@ from tenant_trace.redaction import RedactingSpanExporter
 PROMPT = {PROMPT!r}
 
 def exporters(provider):
+    # The SDK has no public list of a provider's processors (nor of a batch processor's exporter).
     found = [getattr(p, "_batch_processor", None)
              for p in provider._active_span_processor._span_processors]
     return [b._exporter for b in found if b]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jwt
@@ -22,12 +21,13 @@ from tenant_trace import (
     as_resolver,
 )
 from tenant_trace.resolve.resolvers import resolve_async
+from tests.conftest import FAR_EXP
 
 SECRET = "resolver-tests-hmac-secret-of-32-bytes!"
 
 
 def bearer(tenant: object, *, secret: str = SECRET) -> tuple[str, str]:
-    token = jwt.encode({"tenant_id": tenant, "exp": int(time.time()) + 300}, secret)
+    token = jwt.encode({"tenant_id": tenant, "exp": FAR_EXP}, secret)
     return ("Authorization", f"Bearer {token}")
 
 

@@ -28,6 +28,8 @@ from tests.servers import spanfile
 from tests.servers.otlp import Receiver, eventually
 from tests.servers.process import serve
 
+pytestmark = pytest.mark.real_server
+
 TENANTS = ("acme", "globex", "initech")  # initech has no route
 # Spans every /chat trace has, tenant-trace's own and other libraries' (see routed.py).
 REQUIRED = {"POST /chat", "edge.check", "agent.run", "GET", "vector-db.query", "worker.step"}

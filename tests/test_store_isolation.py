@@ -25,7 +25,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tenant_trace import ConfigurationError
 from tenant_trace.config import parse_duration
-from tenant_trace.export.store import SQLiteSpanExporter, parse_retention
+from tenant_trace.export.retention import parse_retention
+from tenant_trace.export.store import SQLiteSpanExporter
 from tenant_trace.local.purge import purge
 from tests.servers.otlp import Receiver
 from tests.servers.process import ROOT
@@ -71,7 +72,7 @@ def test_each_tenant_is_kept_for_its_own_retention(tmp_path: Path) -> None:
     clock = [NOW]
     db = tmp_path / "store.sqlite3"
     store = SQLiteSpanExporter(
-        db, retention={"default": "7d", "acme": "90d"}, clock=lambda: clock[0]
+        db, retention={"default": "7d", "acme": "90d"}, wall_clock=lambda: clock[0]
     )
     for tenant in ("acme", "globex", None):
         for age in (1, 8, 30, 91):
@@ -88,7 +89,7 @@ def test_retention_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
     """``TENANT_TRACE_RETENTION="default=1d,acme=30d"`` when init() names none."""
     monkeypatch.setenv("TENANT_TRACE_RETENTION", "default=1d, acme = 30d")
     db = tmp_path / "store.sqlite3"
-    store = SQLiteSpanExporter(db, clock=lambda: NOW)
+    store = SQLiteSpanExporter(db, wall_clock=lambda: NOW)
     assert (store.max_age, store.retention) == (86400, {"acme": 30 * 86400})
     store.export([made("acme", NOW - 2 * DAY, "acme"), made("globex", NOW - 2 * DAY, "globex")])
     store.prune()
@@ -108,7 +109,7 @@ def test_the_size_cap_holds_whatever_the_retention(tmp_path: Path) -> None:
     """A tenant kept for 90 days still loses its oldest spans when the file is too big."""
     db = tmp_path / "store.sqlite3"
     store = SQLiteSpanExporter(
-        db, max_bytes=64 * 1024, retention={"acme": "90d"}, clock=lambda: NOW
+        db, max_bytes=64 * 1024, retention={"acme": "90d"}, wall_clock=lambda: NOW
     )
     for i in range(600):
         store.export([made("acme", NOW - DAY + i, f"{i:03}", payload="x" * 200)])

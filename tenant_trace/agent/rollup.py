@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -48,12 +48,16 @@ class RunBudget:
         max_tokens: input plus output tokens allowed.
         max_seconds: wall time allowed.
         raise_on_exceed: stop the run (default) or only record the crossing.
+        clock: monotonic seconds, for `max_seconds` (a test passes a fake).
     """
 
     max_llm_calls: int | None = None
     max_tokens: int | None = None
     max_seconds: float | None = None
     raise_on_exceed: bool = True
+    clock: Callable[[], float] = field(
+        default=time.monotonic, repr=False, compare=False, kw_only=True
+    )
 
 
 class Totals:
@@ -62,6 +66,7 @@ class Totals:
     __slots__ = (
         "agent",
         "budget",
+        "budget_started",
         "cost",
         "exceeded",
         "failure",
@@ -88,6 +93,7 @@ class Totals:
         self.budget = budget
         self.parent = parent
         self.started = time.monotonic() if started is None else started
+        self.budget_started = budget.clock() if budget is not None else 0.0
         self.input_tokens = self.output_tokens = self.llm_calls = 0
         self.tool_calls = self.tool_errors = 0
         self.cost = 0.0
@@ -146,7 +152,7 @@ class Totals:
         for limit, value, allowed in (
             ("llm_calls", self.llm_calls, budget.max_llm_calls),
             ("tokens", self.input_tokens + self.output_tokens, budget.max_tokens),
-            ("seconds", time.monotonic() - self.started, budget.max_seconds),
+            ("seconds", budget.clock() - self.budget_started, budget.max_seconds),
         ):
             if allowed is not None and value > allowed:
                 self.exceeded = (limit, value, allowed)

@@ -4,7 +4,8 @@
 writes in batches (behind a `BatchSpanProcessor`, off the request path), in WAL mode, and
 several worker processes may write to the same file. Old spans are pruned by age (per
 tenant: `retention`) and size. `tenant_trace.local.store.SpanStore` reads the file back for
-the ``tenant-trace`` command; ``tenant-trace purge`` erases one tenant (`TENANT_TABLES`).
+the ``tenant-trace`` command; ``tenant-trace purge`` erases one tenant
+(`tenant_trace.export.retention`).
 """
 
 from __future__ import annotations
@@ -18,49 +19,21 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..config import parse_duration, parse_tenant_values
-from ..errors import ConfigurationError
+from .._version import __version__
+from .retention import DEFAULT_RETENTION, parse_retention, prune_tenants, purge_cutoffs
 
-__all__ = [
-    "DEFAULT_PATH",
-    "RETENTION_ENV",
-    "TENANT_TABLES",
-    "SQLiteSpanExporter",
-    "TenantTable",
-    "open_store",
-    "parse_retention",
-    "purge_cutoffs",
-    "store_path",
-    "transaction",
-]
+__all__ = ["DEFAULT_PATH", "SQLiteSpanExporter", "open_store", "store_path", "transaction"]
 
 logger = logging.getLogger("tenant_trace")
 
 DEFAULT_PATH = ".tenant-trace/traces.sqlite3"
 ENV = "TENANT_TRACE_DB"
-RETENTION_ENV = "TENANT_TRACE_RETENTION"
-DEFAULT_RETENTION = 7 * 24 * 3600.0
-
-
-class TenantTable(NamedTuple):
-    """A table that holds tenants' data: its tenant column, and its time column (nanoseconds
-    since the epoch) by which retention prunes and a purge's cut-off applies."""
-
-    table: str
-    tenant: str
-    time: str
-
-
-#: Every table that holds a tenant's data. Retention prunes each, ``tenant-trace purge``
-#: erases each, and rows of a purged tenant older than the purge never return (see
-#: `purge_cutoffs`): a table added to the store joins this list.
-TENANT_TABLES: tuple[TenantTable, ...] = (TenantTable("spans", "tenant_id", "start_ns"),)
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -98,55 +71,35 @@ CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (action, tenant_id);
 """
 
 
+_INSERT = "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
 def store_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The store file: `path`, else ``TENANT_TRACE_DB``, else ``.tenant-trace/traces.sqlite3``."""
     return Path(path or os.environ.get(ENV) or DEFAULT_PATH)
 
 
-def open_store(path: Path) -> sqlite3.Connection:
+def open_store(path: Path, busy_timeout: float = 30) -> sqlite3.Connection:
     """A read-write connection to the store file, its tables created if need be: WAL mode,
     autocommit (use `transaction`), and ``secure_delete``, so that deleted rows are
-    overwritten with zeros rather than left in free pages."""
-    connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA busy_timeout=30000")
-    connection.execute("PRAGMA secure_delete=ON")
-    connection.executescript(_SCHEMA)
+    overwritten with zeros rather than left in free pages (some builds of SQLite have it
+    on by default, others not)."""
+    connection = sqlite3.connect(
+        path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+    )
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA secure_delete=ON")
+        connection.executescript(_SCHEMA)
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
-def parse_retention(retention: Mapping[str, object] | None = None) -> dict[str, float]:
-    """Seconds to keep each tenant's data, ``"default"`` for the others, from
-    ``{"default": "7d", "acme": "90d"}`` or, when `retention` is ``None``,
-    ``TENANT_TRACE_RETENTION="default=7d,acme=90d"``.
-
-    Raises:
-        ConfigurationError: not a mapping, a tenant id that is not a string, or an age that
-            is not a duration such as ``90d`` or ``12h`` (the message names the tenant).
-    """
-    where = "retention"
-    if retention is None:
-        where = RETENTION_ENV
-        retention = parse_tenant_values(os.environ.get(RETENTION_ENV, ""), RETENTION_ENV)
-    if not isinstance(retention, Mapping):
-        raise ConfigurationError(f"{where} must map tenant ids to ages such as '90d'")
-    ages: dict[str, float] = {}
-    for tenant, age in retention.items():
-        if not isinstance(tenant, str) or not tenant:
-            raise ConfigurationError(f"{where}: a tenant id must be a non-empty string")
-        ages[tenant] = parse_duration(age, f"{where}[{tenant!r}]")
-    return ages
-
-
-def purge_cutoffs(connection: sqlite3.Connection) -> dict[str, int]:
-    """Tenant -> the latest cut-off of its purges: its rows that started before it are
-    erased and must never be written again (a batch that was in flight during the purge)."""
-    return dict(
-        connection.execute(
-            "SELECT tenant_id, MAX(before_ns) FROM audit WHERE action = 'purge' GROUP BY tenant_id"
-        ).fetchall()
-    )
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _is_run(span: ReadableSpan) -> bool:
@@ -195,6 +148,13 @@ def _row(span: ReadableSpan) -> tuple[Any, ...]:
 class SQLiteSpanExporter(SpanExporter):
     """Exports spans to the local store file.
 
+    A store that cannot be used (a corrupt or read-only file, a folder that cannot be made)
+    never stops the application: one ERROR names the file and the fix, its spans are dropped
+    and counted (``tenant_trace.store.spans_dropped``), and opening is tried again at most
+    every `retry_seconds`. A batch that meets a lock held longer than `busy_timeout` by
+    another process is kept and written with the next batch; past `max_pending` spans the
+    oldest waiting ones are dropped and counted.
+
     Args:
         path: the file (default: ``TENANT_TRACE_DB`` or ``.tenant-trace/traces.sqlite3``);
             its folder is created.
@@ -202,9 +162,15 @@ class SQLiteSpanExporter(SpanExporter):
             (default 7 days), unless `retention` has a ``"default"``.
         max_bytes: past this file size the oldest spans are deleted (default 256 MB),
             whatever their tenant's retention.
+        busy_timeout: seconds to wait for another writer's lock before keeping a batch for
+            later (default 30).
+        max_pending: spans kept across locked batches (default 10,000).
+        retry_seconds: how often opening an unusable store is tried again (default 60).
+        clock: `time.monotonic`, or a fake one in tests.
+        meter_provider: where the drop counter goes (default: the global one).
         retention: ages per tenant, ``{"default": "7d", "acme": "90d"}`` (`parse_retention`);
             default: ``TENANT_TRACE_RETENTION``.
-        clock: the current time in nanoseconds since the epoch, for pruning.
+        wall_clock: the time in nanoseconds since the epoch, for pruning (`time.time_ns`).
     """
 
     def __init__(
@@ -213,83 +179,157 @@ class SQLiteSpanExporter(SpanExporter):
         *,
         max_age: float = DEFAULT_RETENTION,
         max_bytes: int = 256 * 1024 * 1024,
+        busy_timeout: float = 30,
+        max_pending: int = 10_000,
+        retry_seconds: float = 60,
+        clock: Callable[[], float] = time.monotonic,
+        meter_provider: otel_metrics.MeterProvider | None = None,
         retention: Mapping[str, object] | None = None,
-        clock: Callable[[], int] = time.time_ns,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         ages = parse_retention(retention)
         self.path = store_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_age = ages.pop("default", max_age)
         self.retention = ages
+        self._wall_clock = wall_clock
         self.max_bytes = max_bytes
+        self.busy_timeout = busy_timeout
+        self.max_pending = max_pending
+        self.retry_seconds = retry_seconds
         self._clock = clock
-        self._connection = open_store(self.path)
         self._lock = threading.Lock()
         self._exports = 0
+        self._pending: list[tuple[Any, ...]] = []
+        self._connection: sqlite3.Connection | None = None
+        self._failed_at: float | None = None
+        meter = otel_metrics.get_meter("tenant_trace", __version__, meter_provider)
+        self._dropped = meter.create_counter(
+            "tenant_trace.store.spans_dropped",
+            unit="{span}",
+            description="Spans the local store could not keep, by reason.",
+        )
+        self._open()
 
     def __repr__(self) -> str:
         return f"SQLiteSpanExporter({str(self.path)!r})"
 
+    @property
+    def pending(self) -> int:
+        """Spans of batches that met a lock, waiting for the next export."""
+        return len(self._pending)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the store file is open for writing."""
+        return self._connection is not None
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The connection, opened now if it is not (and a retry is due); ``None`` when the
+        store cannot be used, said once per failure in an ERROR that names the fix."""
+        if self._connection is not None:
+            return self._connection
+        now = self._clock()
+        if self._failed_at is not None and now - self._failed_at < self.retry_seconds:
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = open_store(self.path, self.busy_timeout)
+        except (OSError, sqlite3.Error) as exc:
+            if self._failed_at is None:
+                logger.error(
+                    "tenant_trace: the local trace store %s cannot be used (%s): its spans are"
+                    " dropped. Set TENANT_TRACE_DB to a writable file, or send spans elsewhere"
+                    " (OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_TRACES_EXPORTER=none).",
+                    self.path,
+                    exc,
+                )
+            self._failed_at = now
+            return None
+        if self._failed_at is not None:
+            logger.warning("tenant_trace: the local trace store %s is usable again", self.path)
+        self._connection, self._failed_at = connection, None
+        return connection
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             rows = [_row(span) for span in spans]
-            with self._lock, transaction(self._connection):
-                # In the transaction that inserts, so that a purge is either before (and its
-                # tenant's older rows are dropped here) or after (and deletes them).
-                cutoffs = purge_cutoffs(self._connection)
-                if cutoffs:
-                    rows = [r for r in rows if r[7] >= cutoffs.get(r[5], -1)]
-                self._connection.executemany(
-                    "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
-                self._exports += 1
-                if self._exports % 100 == 1:
-                    self._prune()
         except Exception:
-            logger.warning("tenant_trace: could not write spans to %s", self.path, exc_info=True)
+            logger.warning("tenant_trace: could not encode spans for %s", self.path, exc_info=True)
+            self._dropped.add(len(spans), {"reason": "encoding"})
             return SpanExportResult.FAILURE
+        with self._lock:
+            connection = self._open()
+            if connection is None:
+                self._dropped.add(len(rows) + len(self._pending), {"reason": "unusable"})
+                self._pending.clear()
+                return SpanExportResult.FAILURE
+            rows, self._pending = self._pending + rows, []
+            try:
+                self._write(connection, rows)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    return self._lose(rows, exc)
+                # Another process holds the lock: keep the batch for the next export.
+                self._pending = rows[-self.max_pending :]
+                if len(rows) > self.max_pending:
+                    self._dropped.add(len(rows) - self.max_pending, {"reason": "busy"})
+                return SpanExportResult.FAILURE
+            except sqlite3.Error as exc:
+                return self._lose(rows, exc)
         return SpanExportResult.SUCCESS
+
+    def _write(self, connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        with transaction(connection):
+            # In the transaction that inserts, so that a purge is either before (and its
+            # tenant's older rows are dropped here, also from a batch that met its lock)
+            # or after (and deletes them).
+            cutoffs = purge_cutoffs(connection)
+            if cutoffs:
+                rows = [r for r in rows if r[7] >= cutoffs.get(r[5], -1)]
+            connection.executemany(_INSERT, rows)
+            self._exports += 1
+            if self._exports % 100 == 1:
+                self._prune(connection)
+
+    def _lose(self, rows: list[tuple[Any, ...]], exc: Exception) -> SpanExportResult:
+        logger.warning("tenant_trace: could not write spans to %s: %s", self.path, exc)
+        self._dropped.add(len(rows), {"reason": "error"})
+        return SpanExportResult.FAILURE
 
     def prune(self) -> None:
         """Delete what is past its tenant's retention, then the oldest spans while the
         file is over `max_bytes` (this runs every 100 exports by itself)."""
-        with self._lock, transaction(self._connection):
-            self._prune()
+        with self._lock:
+            connection = self._open()
+            if connection is not None:
+                with transaction(connection):
+                    self._prune(connection)
 
-    def _prune(self) -> None:
-        now = self._clock()
-        tenants = list(self.retention)
-        others = ",".join("?" * len(tenants))
-        for table, tenant, started in TENANT_TABLES:
-            for name, age in self.retention.items():
-                self._connection.execute(
-                    f"DELETE FROM {table} WHERE {tenant} = ? AND {started} < ?",
-                    (name, _cutoff(now, age)),
-                )
-            self._connection.execute(
-                f"DELETE FROM {table} WHERE ({tenant} IS NULL OR {tenant} NOT IN ({others})) "
-                f"AND {started} < ?",
-                (*tenants, _cutoff(now, self.max_age)),
-            )
-        pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
-        size = self._connection.execute("PRAGMA page_size").fetchone()[0]
+    def _prune(self, connection: sqlite3.Connection) -> None:
+        prune_tenants(connection, self._wall_clock(), self.retention, self.max_age)
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
         if pages * size > self.max_bytes:
             # Drop the oldest tenth; the freed pages are reused by later writes.
-            self._connection.execute(
+            connection.execute(
                 "DELETE FROM spans WHERE start_ns <= (SELECT start_ns FROM spans ORDER BY start_ns "
                 "LIMIT 1 OFFSET (SELECT COUNT(*) / 10 FROM spans))"
             )
 
     def shutdown(self) -> None:
         with self._lock:
-            self._connection.close()
+            if self._pending and self._connection is not None:
+                try:  # a last try for a batch that met a lock
+                    self._write(self._connection, self._pending)
+                except sqlite3.Error:
+                    self._dropped.add(len(self._pending), {"reason": "busy"})
+                self._pending = []
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
-
-
-def _cutoff(now_ns: int, age: float) -> int:
-    return max(0, now_ns - int(age * 1e9))
 
 
 @contextmanager

@@ -10,22 +10,32 @@
     tenant-trace audit                                 what purges erased, when and how much
 
 Every view but ``rules`` and ``dashboard`` takes ``--db PATH`` (default ``TENANT_TRACE_DB`` or
-``.tenant-trace/traces.sqlite3``) and ``--json`` for scripts.
+``.tenant-trace/traces.sqlite3``) and ``--json`` for scripts. Stored strings are shown
+literally, control characters made visible, long values cut (``--json`` keeps them whole).
+
+Exit status: 0 done (for ``alerts``: no alert fires), 1 an alert fires, 2 an error (bad
+arguments, no store, a file that is not a readable store, no such trace), each with one line
+on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from rich.text import Text
+
 from ..export.store import store_path
-from . import purge, rules, takeout
+from . import purge, render, rules, takeout
 from .args import duration
+from .render import MAX_CELL, literal, visible
 from .store import SpanStore
 
 __all__ = ["main"]
@@ -90,30 +100,47 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 1 an alert fires, 2 an error)."""
+    """Run the command; returns the exit status (0 done, 1 an alert fires, 2 an error)."""
     args = _parser().parse_args(argv)
-    from rich.console import Console
-
-    # Piped output (CI logs, the demo) gets a width that fits the tables, not 80 columns.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     if args.command in ("rules", "dashboard"):
         sys.stdout.write(rules.alert_rules() if args.command == "rules" else rules.dashboard())
         return 0
     if "run" in args:  # export, purge, audit: they open the store themselves
-        return int(args.run(args, console))
+        return int(args.run(args, render.console()))
+    path = store_path(args.db)
     try:
-        store = SpanStore(args.db)
+        store = SpanStore(path)
     except FileNotFoundError:
-        path = store_path(args.db)
-        console.print(
-            f"[red]No trace store at {path}.[/red] Run your app with tenant_trace.init() and"
-            " no OTLP endpoint (spans then go to this file), or pass --db / set TENANT_TRACE_DB."
+        folder = path.parent
+        if folder.exists() and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+            why = f"{visible(folder)} is not a writable folder, so no app could create it"
+        else:
+            why = (
+                "run your app with tenant_trace.init() and no OTLP endpoint (spans then go to"
+                " this file), or pass --db / set TENANT_TRACE_DB"
+            )
+        return _fail(f"no trace store at {visible(path)}: {why}")
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the trace store at {visible(path)}: {visible(exc)}")
+    if not os.access(path, os.W_OK):
+        sys.stderr.write(
+            f"tenant-trace: note: {visible(path)} is not writable: an app that uses it drops"
+            " its new spans\n"
         )
-        return 2
     try:
-        return _COMMANDS[args.command](store, args, console)
+        return _COMMANDS[args.command](store, args, render.console())
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the trace store at {visible(path)}: {visible(exc)}")
+    except Exception as exc:  # a bug must not look like "an alert fires" (exit 1)
+        return _fail(f"{type(exc).__name__}: {visible(exc)}")
     finally:
         store.close()
+
+
+def _fail(message: str) -> int:
+    """One line on standard error, and the error status."""
+    sys.stderr.write(f"tenant-trace: {message}\n")
+    return 2
 
 
 def _emit(console: Any, data: Any) -> None:
@@ -142,7 +169,7 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
         _emit(console, rows)
         return 0
     if not rows:
-        console.print(f"No runs in the last {args.since:g} s in {store.path}.")
+        console.print(f"No runs in the last {args.since:g} s in {visible(store.path)}.")
         return 0
     table = Table(title=f"Tenants, last {args.since / 3600:g} h")
     columns = ("tenant", "runs", "failed", "p50 ms", "p95 ms", "p99 ms", "tokens", "tool errors")
@@ -151,9 +178,9 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     for row in rows:
         failing = row["failure_rate"] > rules.FAILURE_RATE
         table.add_row(
-            str(row["tenant"] if row["tenant"] is not None else "(none)"),
+            literal("(none)" if row["tenant"] is None else row["tenant"], MAX_CELL),
             str(row["runs"]),
-            f"[{'red' if failing else 'green'}]{row['failure_rate']:.1%}[/]",
+            Text(f"{row['failure_rate']:.1%}", style="red" if failing else "green"),
             _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),
             _ms(row["p99_ms"]),
@@ -177,17 +204,21 @@ def _traces(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
         return 0
     if not runs:
         kind = "failed runs" if args.failed else "runs"
-        console.print(f"No {kind} of tenant {args.tenant!r} in the last {args.since:g} s.")
+        console.print(f"No {kind} of tenant {visible(args.tenant)!r} in the last {args.since:g} s.")
         return 0
-    table = Table(title=f"{'Failed runs' if args.failed else 'Runs'} of {args.tenant}")
+    table = Table(title=f"{'Failed runs' if args.failed else 'Runs'} of {visible(args.tenant)}")
     for column in ("started UTC", "trace id", "run", "ms", "status", "tokens"):
         table.add_column(column)
     for run in runs:
-        status = f"[red]ERROR {run['error_type'] or ''}[/]" if run["failed"] else "[green]ok[/]"
+        status = (
+            literal(f"ERROR {run['error_type'] or ''}", MAX_CELL, "red")
+            if run["failed"]
+            else Text("ok", style="green")
+        )
         table.add_row(
             _when(run["start_ns"]),
-            run["trace_id"],
-            run["name"],
+            literal(run["trace_id"], MAX_CELL),
+            literal(run["name"], MAX_CELL),
             _ms(run["duration_ms"]),
             status,
             f"{run['tokens']:,}",
@@ -196,15 +227,22 @@ def _traces(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-def _label(span: dict[str, Any]) -> str:
+def _label(span: dict[str, Any]) -> Any:
     attributes = span["attributes"]
     shown = {k: attributes[k] for k in _KEY_ATTRIBUTES if k in attributes}
     shown.update({k: v for k, v in attributes.items() if not k.startswith(_NOISE)})
-    details = "  ".join(f"[dim]{k}[/]={v}" for k, v in shown.items())
-    text = f"[bold]{span['name']}[/]  {_ms(span['duration_ms'])} ms"
-    if span["status"] == "ERROR":
-        text = f"[red]✗ {text}  {span['status_message'] or ''}[/]"
-    return f"{text}  {details}".rstrip()
+    failed = span["status"] == "ERROR"
+    label = Text.assemble(
+        ("✗ " if failed else "", "red"),
+        literal(span["name"], style="bold red" if failed else "bold"),
+        f"  {_ms(span['duration_ms'])} ms",
+    )
+    if failed and span["status_message"]:
+        label.append_text(Text("  ")).append_text(literal(span["status_message"], style="red"))
+    for key, value in shown.items():
+        label.append_text(Text("  ")).append_text(literal(key, style="dim"))
+        label.append_text(Text("=")).append_text(literal(value))
+    return label
 
 
 def _show(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
@@ -213,17 +251,16 @@ def _show(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     spans = store.trace(args.trace_id)
     if args.json:
         _emit(console, spans)
-        return 0 if spans else 1
+        return 0 if spans else _fail(f"no trace {visible(args.trace_id)} in {visible(store.path)}")
     if not spans:
-        console.print(f"[red]No trace {args.trace_id} in {store.path}.[/red]")
-        return 1
+        return _fail(f"no trace {visible(args.trace_id)} in {visible(store.path)}")
     ids = {s["span_id"] for s in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for span in spans:
         parent = span["parent_id"] if span["parent_id"] in ids else None
         children.setdefault(parent, []).append(span)
     tenants = sorted({str(s["tenant_id"]) for s in spans if s["tenant_id"]})
-    tree = Tree(f"trace {args.trace_id}  tenant {', '.join(tenants) or '(none)'}")
+    tree = Tree(literal(f"trace {args.trace_id}  tenant {', '.join(tenants) or '(none)'}"))
 
     def grow(node: Any, parent: str | None) -> None:
         for span in children.get(parent, []):
@@ -241,10 +278,13 @@ def _alerts(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     if args.json:
         _emit(console, [a.as_dict() for a in firing])
     elif not firing:
-        console.print("[green]No alert fires.[/green]")
+        console.print("No alert fires.", style="green")
     else:
         for alert in firing:
-            console.print(f"[red]FIRING[/red] {alert.rule}  tenant={alert.tenant}  {alert.summary}")
+            console.print(
+                Text("FIRING", style="red"),
+                literal(f"{alert.rule}  tenant={alert.tenant}  {alert.summary}"),
+            )
     return 1 if firing else 0
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 from ..context import validate_tenant_id
 from ..errors import InvalidTenantError
-from ..export.store import TENANT_TABLES, open_store, store_path, transaction
+from ..export.retention import TENANT_TABLES
+from ..export.store import open_store, store_path, transaction
 from .args import duration
+from .render import MAX_CELL, literal, visible
 from .store import SpanStore
 
 __all__ = ["Erasure", "purge", "register"]
@@ -144,7 +146,7 @@ def _purge(args: argparse.Namespace, console: Any) -> int:
     before_ns = now - int(args.before * 1e9) if args.before else now
     path = store_path(args.db)
     if not path.exists():
-        print(f"tenant-trace purge: no trace store at {path}", file=sys.stderr)
+        print(f"tenant-trace purge: no trace store at {visible(path)}", file=sys.stderr)
         return REFUSED
     if args.yes:
         erasure = purge(path, tenant, before_ns=before_ns, now_ns=now)
@@ -161,14 +163,14 @@ def _purge(args: argparse.Namespace, console: Any) -> int:
         return 0
     what = ", ".join(f"{n} {table}" for table, n in counts.items())
     line = Text(f"{verb} {what} of tenant ")
-    line.append(tenant, style="bold")
+    line.append(visible(tenant), style="bold")
     line.append(f" (started before {_when(before_ns)}).")
     if not args.yes:
         line.append(" Run again with --yes to delete.")
     elif not erasure.checkpointed:
         line.append(
             " A reader kept the write-ahead log busy: the erased pages leave "
-            f"{path.name}-wal at its next checkpoint."
+            f"{visible(path.name)}-wal at its next checkpoint."
         )
     console.print(line)
     return 0
@@ -176,11 +178,10 @@ def _purge(args: argparse.Namespace, console: Any) -> int:
 
 def _audit(args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
-    from rich.text import Text
 
     path = store_path(args.db)
     if not path.exists():
-        print(f"tenant-trace audit: no trace store at {path}", file=sys.stderr)
+        print(f"tenant-trace audit: no trace store at {visible(path)}", file=sys.stderr)
         return REFUSED
     store = SpanStore(path)
     try:
@@ -191,9 +192,9 @@ def _audit(args: argparse.Namespace, console: Any) -> int:
         console.file.write(json.dumps(rows, indent=2) + "\n")
         return 0
     if not rows:
-        console.print(f"No purges recorded in {path}.")
+        console.print(f"No purges recorded in {visible(path)}.")
         return 0
-    table = Table(title=f"Audit of {path}")
+    table = Table(title=f"Audit of {visible(path)}")
     for column in ("#", "at", "action", "tenant", "before", "deleted", "by"):
         table.add_column(column)
     for row in rows:
@@ -202,10 +203,10 @@ def _audit(args: argparse.Namespace, console: Any) -> int:
             str(row["id"]),
             _when(row["at_ns"]),
             row["action"],
-            Text(row["tenant_id"]),
+            literal(row["tenant_id"], MAX_CELL),
             _when(row["before_ns"]),
             deleted,
-            Text(row["actor"] or "-"),
+            literal(row["actor"] or "-", MAX_CELL),
         )
     console.print(table)
     return 0

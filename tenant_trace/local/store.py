@@ -10,7 +10,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..export.store import TENANT_TABLES, store_path
+from ..export.retention import TENANT_TABLES
+from ..export.store import store_path
 
 __all__ = ["SpanStore", "summarize"]
 
@@ -33,7 +34,18 @@ class SpanStore:
         self.path = store_path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"no trace store at {self.path}")
-        self._connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        # A URI, so that the file is opened read-only; as_uri() quotes "?" and "#" in the path.
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        self._connection = sqlite3.connect(uri, uri=True, timeout=30)
+        try:
+            self._connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            # A WAL file in a folder this user cannot write: its shared-memory index cannot
+            # be made, so read the file as it is (nobody who can write it writes it here).
+            self._connection.close()
+            self._connection = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
         self._connection.row_factory = sqlite3.Row
 
     def __repr__(self) -> str:

@@ -28,6 +28,7 @@ from ..errors import InvalidTenantError
 from ..export.store import store_path
 from .args import duration
 from .purge import REFUSED
+from .render import visible
 from .store import SpanStore
 
 __all__ = ["otlp_json", "register"]
@@ -140,7 +141,7 @@ def _export(args: argparse.Namespace, console: Any) -> int:
         return REFUSED
     path = store_path(args.db)
     if not path.exists():
-        print(f"tenant-trace export: no trace store at {path}", file=sys.stderr)
+        print(f"tenant-trace export: no trace store at {visible(path)}", file=sys.stderr)
         return REFUSED
     since_ns = time.time_ns() - int(args.since * 1e9) if args.since else 0
     store = SpanStore(path)
@@ -167,8 +168,8 @@ def _export(args: argparse.Namespace, console: Any) -> int:
         print(json.dumps(summary), file=sys.stderr)
     else:
         print(
-            f"Exported {written} spans of tenant {tenant!r} ({args.format}) "
-            f"to {args.output or 'stdout'}.",
+            f"Exported {written} spans of tenant {visible(tenant)!r} ({args.format}) "
+            f"to {visible(args.output or 'stdout')}.",
             file=sys.stderr,
         )
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
@@ -25,6 +25,7 @@ __all__ = ["RedactingSpanExporter"]
 
 logger = logging.getLogger("tenant_trace")
 _T = TypeVar("_T")
+_E = TypeVar("_E", Event, Link)
 
 
 class RedactingSpanExporter(SpanExporter):
@@ -80,8 +81,8 @@ class RedactingSpanExporter(SpanExporter):
             value = attributes.get("tenant.id")
             tenant = value if isinstance(value, str) else None
         new_attributes = redactor.redact_attributes(attributes, tenant)
-        events = _scrub_events(span.events, redactor, tenant)
-        links = _scrub_links(span.links, redactor, tenant)
+        events = _scrub_each(span.events, redactor, tenant, _event)
+        links = _scrub_each(span.links, redactor, tenant, _link)
         name = redactor.scrub(span.name, tenant)
         status = span.status
         if status.description:
@@ -112,33 +113,29 @@ class RedactingSpanExporter(SpanExporter):
         )
 
 
-def _scrub_events(
-    events: Sequence[Event], redactor: Redactor, tenant: str | None
-) -> list[Event] | None:
-    """Events with scrubbed attributes, or ``None`` when none of them changed."""
-    result: list[Event] | None = None
-    for index, event in enumerate(events):
-        attributes = _scrubbed(event.attributes, redactor, tenant)
+def _scrub_each(
+    items: Sequence[_E],
+    redactor: Redactor,
+    tenant: str | None,
+    rebuild: Callable[[_E, BoundedAttributes], _E],
+) -> list[_E] | None:
+    """Events or links with scrubbed attributes, or ``None`` when none of them changed."""
+    result: list[_E] | None = None
+    for index, item in enumerate(items):
+        attributes = _scrubbed(item.attributes, redactor, tenant)
         if attributes is not None:
             if result is None:
-                result = list(events)
-            bounded = _bounded(attributes, event.dropped_attributes)
-            result[index] = Event(event.name, bounded, event.timestamp)
+                result = list(items)
+            result[index] = rebuild(item, _bounded(attributes, item.dropped_attributes))
     return result
 
 
-def _scrub_links(
-    links: Sequence[Link], redactor: Redactor, tenant: str | None
-) -> list[Link] | None:
-    """Links with scrubbed attributes, or ``None`` when none of them changed."""
-    result: list[Link] | None = None
-    for index, link in enumerate(links):
-        attributes = _scrubbed(link.attributes, redactor, tenant)
-        if attributes is not None:
-            if result is None:
-                result = list(links)
-            result[index] = Link(link.context, _bounded(attributes, link.dropped_attributes))
-    return result
+def _event(event: Event, attributes: BoundedAttributes) -> Event:
+    return Event(event.name, attributes, event.timestamp)
+
+
+def _link(link: Link, attributes: BoundedAttributes) -> Link:
+    return Link(link.context, attributes)
 
 
 def _scrubbed(

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jwt
@@ -57,11 +57,20 @@ class _KeySet:
     """Signing keys from a JWKS URL, refreshed on an unknown ``kid`` or after `lifespan`,
     with at most one fetch per `cooldown` whatever the outcome."""
 
-    def __init__(self, url: str, *, lifespan: float, cooldown: float, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lifespan: float,
+        cooldown: float,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
         self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
         self.url = url
         self.lifespan = lifespan
         self.cooldown = cooldown
+        self._clock = clock
         self._keys: dict[str | None, Any] = {}
         self._fetched_at = -math.inf
         self._attempted_at = -math.inf
@@ -69,7 +78,7 @@ class _KeySet:
         self._lock = threading.Lock()
 
     def needs_fetch(self, kid: str | None) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         wanted = kid not in self._keys or now - self._fetched_at > self.lifespan
         return wanted and now - self._attempted_at >= self.cooldown
 
@@ -77,7 +86,7 @@ class _KeySet:
         with self._lock:
             if not self.needs_fetch(kid):  # another thread fetched while this one waited
                 return
-            self._attempted_at = time.monotonic()
+            self._attempted_at = self._clock()
             try:
                 keys = self._client.get_signing_keys(refresh=True)
             except Exception as exc:  # unreachable, or an answer that is not a usable key set
@@ -117,6 +126,9 @@ class JWTResolver(BaseResolver):
         cookie: read the token from this cookie instead of a header.
         cache_size: how many verified tokens to remember (0 disables the cache).
         max_token_length: longer tokens are rejected unread.
+        clock: monotonic seconds, for the JWKS lifespan and cooldown (a test passes a fake).
+        wall_clock: seconds since the epoch, for re-checking ``exp`` and ``nbf`` of a cached
+            token (PyJWT checks a new token against the real time).
     """
 
     def __init__(
@@ -139,6 +151,8 @@ class JWTResolver(BaseResolver):
         jwks_cooldown: float = 30,
         jwks_timeout: float = 5,
         source: str = "jwt",
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if (key is None) == (jwks_url is None):
             raise ConfigurationError("JWTResolver needs exactly one of key= and jwks_url=")
@@ -162,8 +176,15 @@ class JWTResolver(BaseResolver):
         self.cache_size = cache_size
         self._cache: dict[str, _Verified] = {}
         self._cache_lock = threading.Lock()
+        self._wall_clock = wall_clock
         self._keys = (
-            _KeySet(jwks_url, lifespan=jwks_lifespan, cooldown=jwks_cooldown, timeout=jwks_timeout)
+            _KeySet(
+                jwks_url,
+                lifespan=jwks_lifespan,
+                cooldown=jwks_cooldown,
+                timeout=jwks_timeout,
+                clock=clock,
+            )
             if jwks_url is not None
             else None
         )
@@ -216,7 +237,7 @@ class JWTResolver(BaseResolver):
     def _verify(self, token: str, *, fetch: bool) -> Tenant:
         hit = self._cache.get(token)
         if hit is not None:
-            now = time.time()
+            now = self._wall_clock()
             if now > hit.exp + self.leeway:
                 self._cache.pop(token, None)
                 raise invalid_token("token has expired", "expired_token")

@@ -35,6 +35,7 @@ import tenant_trace
 from tenant_trace.propagate.http import INTERNAL_TENANT_HEADER, propagate_httpx, propagate_requests
 from tenant_trace_fastapi import TenantTraceMiddleware
 from tests.celery_app import observed, whoami  # which also runs tenant_trace.init()
+from tests.servers.process import PATIENCE
 
 DOWNSTREAM = os.environ.get("TENANT_TRACE_TEST_DOWNSTREAM", "http://127.0.0.1:9")
 # A span of a trace no request has: seen anywhere later, it leaked.
@@ -70,7 +71,7 @@ SESSION = propagate_requests(requests.Session(), tenant_header=INTERNAL_TENANT_H
 def unit_requests(label: str) -> dict[str, Any]:
     """An HTTP call with requests, from a pool thread, inside a span of its own."""
     with tenant_trace.tool_call(f"unit {label}"):
-        response = SESSION.post(f"{DOWNSTREAM}/unit", json={"label": label}, timeout=20)
+        response = SESSION.post(f"{DOWNSTREAM}/unit", json={"label": label}, timeout=PATIENCE)
     response.raise_for_status()
     seen: dict[str, Any] = response.json()
     leave_a_mess()
@@ -81,7 +82,7 @@ def unit_requests(label: str) -> dict[str, Any]:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
     async with propagate_httpx(
-        httpx.AsyncClient(timeout=20), tenant_header=INTERNAL_TENANT_HEADER
+        httpx.AsyncClient(timeout=PATIENCE), tenant_header=INTERNAL_TENANT_HEADER
     ) as client:
         app.state.client = client
         yield
@@ -111,7 +112,7 @@ async def fanout(request: Request) -> dict[str, Any]:
         await asyncio.to_thread(thread.join)
         units.append(from_thread)
         result = whoami.delay("celery")
-        units.append(await asyncio.to_thread(result.get, timeout=20))
+        units.append(await asyncio.to_thread(result.get, timeout=PATIENCE))
         response = await request.app.state.client.post(
             f"{DOWNSTREAM}/unit", json={"label": "httpx"}
         )

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.servers.process import PATIENCE
+
 
 @dataclass
 class Sent:
@@ -40,7 +42,7 @@ async def _run(
     # A fresh connection per request: no race with a server closing an idle keep-alive one.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=PATIENCE) as client:
 
         async def bounded(tenant: str) -> Sent:
             async with semaphore:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,9 @@ from typing import Any
 from tests.servers import spanfile
 
 ROOT = Path(__file__).resolve().parents[2]
+# Seconds to wait for a server, a worker or what they write: generous, since a busy machine
+# is slow, and a test that really hangs is stopped by the per-test timeout.
+PATIENCE = 120.0
 
 
 def free_port() -> int:
@@ -31,13 +34,17 @@ class Server:
     spanfile: Path
     process: subprocess.Popen[bytes]
 
-    def spans(self, roots: int = 0, timeout: float = 15) -> list[dict[str, Any]]:
-        """The spans exported so far, once at least `roots` ``agent.run`` spans are in: a
-        server ends a request's span just after the client has the whole response."""
+    def spans(
+        self, roots: int = 0, traces: Collection[str] = (), timeout: float = PATIENCE
+    ) -> list[dict[str, Any]]:
+        """The spans exported so far, once at least `roots` ``agent.run`` spans are in, and
+        one for each trace id in `traces`: a server ends a request's span just after the
+        client has the whole response."""
         deadline = time.monotonic() + timeout
         while True:
             spans = spanfile.read(str(self.spanfile))
-            if sum(s["name"] == "agent.run" for s in spans) >= roots or time.monotonic() > deadline:
+            done = [s["trace_id"] for s in spans if s["name"] == "agent.run"]
+            if (len(done) >= roots and set(traces) <= set(done)) or time.monotonic() > deadline:
                 return spans
             time.sleep(0.05)
 
@@ -69,13 +76,13 @@ def serve(
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=PATIENCE)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

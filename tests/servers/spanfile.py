@@ -56,5 +56,7 @@ def install(path: str | None = None) -> None:
 
 
 def read(path: str) -> list[dict[str, Any]]:
+    """The complete lines of `path`: a last line without its newline is still being written."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.servers import spanfile
-from tests.servers.process import ROOT, free_port
+from tests.servers.process import PATIENCE, ROOT, free_port
 
 BROKER_ENV = "TENANT_TRACE_TEST_BROKER"
 LOG_ENV = "TENANT_TRACE_TEST_LOGFILE"
@@ -83,20 +83,20 @@ class Worker:
     logfile: Path
 
     def spans(
-        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = PATIENCE
     ) -> list[dict[str, Any]]:
         """The spans exported so far, once `until(spans)` holds (a task's span ends just
         after its result is stored, so a test may see the result first)."""
         return _poll(lambda: spanfile.read(str(self.spanfile)), until, timeout)
 
     def probes(
-        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = PATIENCE
     ) -> list[dict[str, Any]]:
         """The probe lines so far (see tests.celery_app), once `until(probes)` holds."""
         return _poll(lambda: spanfile.read(str(self.probefile)), until, timeout)
 
     def logs(
-        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = PATIENCE
     ) -> list[dict[str, Any]]:
         """The JSON log lines the tasks wrote (see tests.celery_app), once `until` holds."""
         return _poll(lambda: spanfile.read(str(self.logfile)), until, timeout)
@@ -133,7 +133,7 @@ def celery_worker(
         start_new_session=True,
     )
     try:
-        _wait(ready.exists, process, "celery worker", timeout=60)
+        _wait(ready.exists, process, "celery worker")
         yield Worker(broker, spans, probes, process, logs)
     finally:
         _stop(process)
@@ -153,7 +153,10 @@ def _poll(
 
 
 def _wait(
-    ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, timeout: float = 30
+    ready: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    what: str,
+    timeout: float = PATIENCE,
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,7 +172,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     """A warm shutdown of the main process, then whatever of its group is left is killed."""
     try:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        process.wait(timeout=PATIENCE)
     except subprocess.TimeoutExpired:
         pass
     finally:

@@ -10,7 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from ._version import __version__
 
-__all__ = ["record_error", "tracer"]
+__all__ = ["flush", "record_error", "tracer"]
 
 logger = logging.getLogger("tenant_trace")
 
@@ -40,3 +40,23 @@ def record_error(span: trace.Span, exc: BaseException) -> None:
         span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
     except Exception:
         logger.debug("tenant_trace: could not record an exception", exc_info=True)
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Export what the global tracer, meter and logger providers still hold (when they are
+    the SDK's), each within `timeout_millis`; for servers that end the process without
+    running exit handlers. A failure is logged, never raised."""
+    from opentelemetry import _logs, metrics
+
+    for provider in (
+        trace.get_tracer_provider(),
+        metrics.get_meter_provider(),
+        _logs.get_logger_provider(),
+    ):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is None:
+            continue
+        try:
+            force_flush(timeout_millis=timeout_millis)
+        except Exception:
+            logger.warning("tenant_trace: could not flush %r", provider, exc_info=True)

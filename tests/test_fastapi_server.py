@@ -56,3 +56,34 @@ def test_rejections_on_uvicorn(tmp_path: Path) -> None:
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_tenant")
     assert (missing.status_code, missing.json()["error"]) == (401, "missing_tenant")
     assert (host.status_code, host.json()["error"]) == (400, "invalid_host")
+
+
+def test_the_last_batch_is_exported_when_uvicorn_stops(tmp_path: Path) -> None:
+    """uvicorn ends its process by re-raising SIGTERM, so no exit handler flushes the batch
+    processor: the middleware exports what is held when the lifespan shutdown completes. With
+    an export delay of an hour, every run still reaches the store."""
+    import sqlite3
+
+    db = tmp_path / "traces.sqlite3"
+    env = {
+        "OTEL_TRACES_EXPORTER": "local",
+        "TENANT_TRACE_DB": str(db),
+        "OTEL_BSP_SCHEDULE_DELAY": "3600000",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512",
+        "TENANT_TRACE_TEST_SPANFILE": "",
+    }
+    with (
+        serve("uvicorn", "examples.fastapi_app:app", tmp_path, env=env) as server,
+        httpx.Client(base_url=server.url, timeout=120) as client,
+    ):
+        for i in range(20):
+            response = client.post(
+                "/chat", json={"message": f"hi {i}"}, headers={"X-Tenant-ID": "acme"}
+            )
+            assert response.status_code == 200
+    runs = (
+        sqlite3.connect(db)
+        .execute("SELECT COUNT(*) FROM spans WHERE name = 'agent.run' AND tenant_id = 'acme'")
+        .fetchone()[0]
+    )
+    assert runs == 20

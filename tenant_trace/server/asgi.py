@@ -2,16 +2,19 @@
 
 The tenant context and the root span cover the whole ``await app(...)``: every body chunk
 of a streamed response, and background tasks that Starlette runs after the response, are
-attributed to the request. ``lifespan`` and other scopes pass through untouched.
+attributed to the request. ``lifespan`` passes through, and at shutdown the telemetry still
+held is exported before the server is told it may end; other scopes pass through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Rejection
 from ..resolve.view import RequestView
+from ..telemetry import flush
 from .lifecycle import stays_out
 from .options import MiddlewareOptions, configure
 from .refusal import refuse
@@ -54,6 +57,9 @@ class TenantTraceASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, _flushed_at_shutdown(send))
+            return
         if kind not in ("http", "websocket") or stays_out(self.policy, scope.get("path", "")):
             await self.app(scope, receive, send)
             return
@@ -84,6 +90,19 @@ class TenantTraceASGIMiddleware:
                     raise
                 request.set_status_code(rejection.status)
                 await _refuse(scope, send, rejection)
+
+
+def _flushed_at_shutdown(send: Send) -> Send:
+    """`send` of the lifespan protocol that exports the telemetry still held before it says
+    that shutdown is complete: uvicorn then ends the process without exit handlers, which
+    would lose the last batch of spans."""
+
+    async def send_after_flush(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            await asyncio.to_thread(flush)
+        await send(message)
+
+    return send_after_flush
 
 
 def route_template(scope: Scope) -> str | None:

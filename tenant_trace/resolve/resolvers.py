@@ -9,6 +9,7 @@ middleware never blocks the event loop.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
@@ -28,6 +29,7 @@ __all__ = [
     "SubdomainResolver",
     "TrustedHeaderResolver",
     "as_resolver",
+    "check_sync",
     "resolve_async",
 ]
 
@@ -232,7 +234,8 @@ class PathResolver(BaseResolver):
 
 
 class _CallableResolver:
-    """Wraps a user function that may return a string, a `Tenant` or ``None``."""
+    """Wraps a user function that may return a string, a `Tenant` or ``None``; an
+    ``async def`` one is awaited by the ASGI middleware and refused by a WSGI one."""
 
     __slots__ = ("func", "source")
 
@@ -245,6 +248,19 @@ class _CallableResolver:
 
     def __call__(self, view: RequestView) -> Tenant | None:
         result = self.func(view)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited, and not to be warned about as such
+            raise ConfigurationError(_sync_only(self.func))
+        return self._tenant(result)
+
+    async def aresolve(self, view: RequestView) -> Tenant | None:
+        result = self.func(view)
+        if inspect.isawaitable(result):
+            result = await result
+        return self._tenant(result)
+
+    def _tenant(self, result: object) -> Tenant | None:
         if result is None:
             return None
         if isinstance(result, Tenant):
@@ -252,8 +268,29 @@ class _CallableResolver:
         return checked_tenant(result, self.source, self.source)
 
 
+def _sync_only(func: object) -> str:
+    return (
+        f"the resolver {func!r} is async, and this server is not: a WSGI app cannot await "
+        "it. Make it a plain function, or serve the app with ASGI"
+    )
+
+
+def check_sync(resolver: object) -> None:
+    """Raise `ConfigurationError` when `resolver`, or a source of a chain, is an
+    ``async def`` function that a WSGI server would have to await."""
+    if isinstance(resolver, ChainResolver):
+        for source in resolver.resolvers:
+            check_sync(source)
+    elif isinstance(resolver, _CallableResolver):
+        func = resolver.func
+        call = getattr(func, "__call__", None)  # noqa: B004 (an instance's async __call__)
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call):
+            raise ConfigurationError(_sync_only(func))
+
+
 def as_resolver(func: Callable[[RequestView], object], *, source: str = "custom") -> Resolver:
-    """Turn any function ``view -> str | Tenant | None`` into a resolver."""
+    """Turn any function ``view -> str | Tenant | None`` (or an ``async def`` one, for
+    ASGI servers) into a resolver."""
     if isinstance(func, BaseResolver):
         return func
     return _CallableResolver(func, source)

@@ -107,6 +107,22 @@ class TrustedHeaderResolver(HeaderResolver):
     def __repr__(self) -> str:
         return f"TrustedHeaderResolver({self.name!r})"
 
+    def __call__(self, view: RequestView) -> Tenant | None:
+        values = view.get_all(self.name)
+        if not values:
+            return None
+        if len(values) > 1 or "," in values[0]:
+            raise Rejection(400, "duplicate_header", f"{self.name} header has more than one value")
+        # Percent-encoded by the sender (`tenant_trace.inject`), as W3C baggage values are.
+        return checked_tenant(_percent_decoded(values[0], self.name), self.source, self.name)
+
+
+def _percent_decoded(value: str, where: str) -> str:
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise Rejection(400, "invalid_tenant", f"{where}: not UTF-8") from None
+
 
 class BaggageResolver(BaseResolver):
     """The tenant from an entry of the W3C ``baggage`` header (default ``tenant.id``).
@@ -133,12 +149,7 @@ class BaggageResolver(BaseResolver):
             for member in header.split(","):
                 name, sep, value = member.partition(";")[0].partition("=")
                 if sep and name.strip() == self.key:
-                    try:
-                        found.add(unquote(value.strip(), errors="strict"))
-                    except UnicodeDecodeError:
-                        raise Rejection(
-                            400, "invalid_tenant", f"baggage {self.key}: not UTF-8"
-                        ) from None
+                    found.add(_percent_decoded(value.strip(), f"baggage {self.key}"))
         if not found:
             return None
         if len(found) > 1:
@@ -208,8 +219,18 @@ class SubdomainResolver(BaseResolver):
                     )
                 if label in self.ignore:
                     return None
-                return checked_tenant(label, self.source, "subdomain")
+                return checked_tenant(_unicode_label(label), self.source, "subdomain")
         return None
+
+
+def _unicode_label(label: str) -> str:
+    """A punycode label in the Unicode form other sources carry (``xn--caf-dma``: ``café``)."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        raise Rejection(400, "invalid_host", "Host header has an invalid punycode label") from None
 
 
 class PathResolver(BaseResolver):

@@ -69,8 +69,8 @@ def validate_tenant_id(value: object, pattern: re.Pattern[str] | None = None) ->
 
 def check_shape(value: object) -> str:
     """`value` in Unicode normalization form NFKC, if it is a string of 1 to 255 characters
-    with no control, invisible or filler characters and no surrounding whitespace, else
-    `InvalidTenantError`.
+    with no control, invisible or filler characters and no surrounding whitespace, and not
+    of the reserved form ``__name__`` (``__other__`` on metrics), else `InvalidTenantError`.
 
     One rule for every source: ``café`` composed or decomposed, and ``acme`` in full-width
     letters, are the ids ``café`` and ``acme``, as IDNA maps such a Host name."""
@@ -91,6 +91,8 @@ def check_shape(value: object) -> str:
         raise InvalidTenantError(f"tenant id is longer than {MAX_TENANT_LENGTH} characters")
     if value[0].isspace() or value[-1].isspace():
         raise InvalidTenantError("tenant id has leading or trailing whitespace")
+    if len(value) > 4 and value.startswith("__") and value.endswith("__"):
+        raise InvalidTenantError("tenant ids of the form __name__ are reserved")
     return value
 
 

@@ -149,15 +149,31 @@ def test_root_span_attributes(client: TestClient, spans: Spans) -> None:
     assert (work.attributes or {})["tenant.id"] == "acme"
 
 
-def test_traceparent_continues_the_callers_trace(client: TestClient, spans: Spans) -> None:
-    """An incoming W3C traceparent makes the root span a child of the caller's span."""
+def test_traceparent_of_a_client_is_linked_not_continued(client: TestClient, spans: Spans) -> None:
+    """A client's W3C traceparent neither joins its trace nor decides sampling: the root
+    span starts a new trace, with a span link to the caller's context."""
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     headers = {"X-Tenant-ID": "acme", "traceparent": f"00-{trace_id}-{parent_id}-01"}
     client.get("/whoami", headers=headers)
     root = spans.one("agent.run")
+    assert format(root.context.trace_id, "032x") != trace_id
+    assert root.parent is None and root.kind is SpanKind.SERVER
+    (link,) = root.links
+    assert (format(link.context.trace_id, "032x"), format(link.context.span_id, "016x")) == (
+        trace_id,
+        parent_id,
+    )
+
+
+def test_traceparent_is_continued_where_callers_are_trusted(spans: Spans) -> None:
+    """An incoming W3C traceparent makes the root span a child of the caller's span."""
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"X-Tenant-ID": "acme", "traceparent": f"00-{trace_id}-{parent_id}-01"}
+    TestClient(make_app(trust_traceparent=True)).get("/whoami", headers=headers)
+    root = spans.one("agent.run")
     assert format(root.context.trace_id, "032x") == trace_id
     assert root.parent is not None and format(root.parent.span_id, "016x") == parent_id
-    assert root.kind is SpanKind.SERVER
+    assert root.kind is SpanKind.SERVER and not root.links
 
 
 def test_incoming_baggage_never_sets_the_tenant(spans: Spans) -> None:

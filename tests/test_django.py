@@ -322,14 +322,27 @@ def test_one_root_span_with_the_request_attributes(mode: Mode, spans: Spans) -> 
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_incoming_traceparent_continues_the_callers_trace(mode: Mode, spans: Spans) -> None:
-    """The root span is a child of the caller's span in the caller's trace."""
+@pytest.mark.parametrize("trust", [False, True])
+def test_incoming_traceparent_is_continued_only_when_trusted(
+    mode: Mode, trust: bool, spans: Spans
+) -> None:
+    """Trusted (``trust_traceparent``), the root span is a child of the caller's span in the
+    caller's trace; by default, a new trace linked to the caller's."""
     trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-    get(mode, "/whoami", **{"X-Tenant-ID": "acme", "traceparent": f"00-{trace_id}-{parent_id}-01"})
+    with override_settings(TENANT_TRACE={**TENANT_OPTIONS, "TRUST_TRACEPARENT": trust}):
+        get(
+            mode,
+            "/whoami",
+            **{"X-Tenant-ID": "acme", "traceparent": f"00-{trace_id}-{parent_id}-01"},
+        )
     root = spans.one("agent.run")
-    assert format(root.context.trace_id, "032x") == trace_id
-    assert root.parent is not None
-    assert format(root.parent.span_id, "016x") == parent_id
+    assert (format(root.context.trace_id, "032x") == trace_id) is trust
+    if trust:
+        assert root.parent is not None
+        assert format(root.parent.span_id, "016x") == parent_id
+    else:
+        assert root.parent is None
+        assert [format(link.context.span_id, "016x") for link in root.links] == [parent_id]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -35,7 +35,7 @@ class Services:
 @dataclass
 class Sent:
     trace_id: str
-    parent_id: str
+    parent_id: str | None
     body: dict[str, Any]
 
 
@@ -78,7 +78,16 @@ def exchange(services: Services) -> tuple[Sent, Sent, list[dict[str, Any]]]:
         + services.downstream.spans(roots=4)
         + services.worker.spans(lambda found: len(found) >= 4)
     )
-    return acme, anonymous, spans
+    return ran(acme, spans), ran(anonymous, spans), spans
+
+
+def ran(sent: Sent, spans: list[dict[str, Any]]) -> Sent:
+    """The trace the edge ran `sent` in: the public edge does not continue its client's
+    trace but starts its own, linked to the client's context, and exports nothing in it."""
+    assert all(s["trace_id"] != sent.trace_id for s in spans)
+    [root] = [s for s in spans if [sent.trace_id, sent.parent_id] in s["links"]]
+    assert (root["name"], root["parent_id"], root["kind"]) == ("agent.run", None, "SERVER")
+    return Sent(root["trace_id"], None, sent.body)
 
 
 def units(sent: Sent) -> dict[str, dict[str, Any]]:

@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from ..redaction import RedactingSpanExporter, Redactor
 from .otlp import named_exporters, otlp_exporter
+from .sampling import superseded
 
 __all__ = ["batch_processor", "build_exporters"]
 
@@ -32,7 +33,15 @@ def batch_processor(
     os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
     if redactor is not None:
         exporter = RedactingSpanExporter(exporter, redactor)
-    return BatchSpanProcessor(exporter, **options)
+    return _BatchSpanProcessor(exporter, **options)
+
+
+class _BatchSpanProcessor(BatchSpanProcessor):
+    """Leaves out the server spans a request's own root superseded (`superseded`)."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not superseded.covers(span):
+            super().on_end(span)
 
 
 def build_exporters(

@@ -33,6 +33,7 @@ from ..redaction import RedactingSpanExporter, Redactor
 from .otlp import env, otlp_class, otlp_exporter
 from .pipeline import batch_processor
 from .routes import Destination, Routes
+from .sampling import superseded
 
 __all__ = [
     "Lane",
@@ -281,6 +282,10 @@ class RoutingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            if superseded.covers(span):
+                with self._lock:
+                    self._open.pop(span.context.span_id, None)
+                return
             settled = self._settle(span)
             if settled is not None:
                 self._deliver(*settled)

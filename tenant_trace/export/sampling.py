@@ -9,24 +9,31 @@ or, with no `sampler` given to `init()`, from the environment::
 A span whose tenant (from `tenant_trace.context` at the moment the span starts) is an
 "always" tenant is sampled whatever its parent decided: to record every trace of one
 tenant during an incident. Any other span follows its parent's decision, and a root span is
-sampled with its tenant's ratio, or the default one. Ratios are applied to the trace id as
-`TraceIdRatioBased` does, so services that share a configuration agree on each trace.
+sampled with its tenant's ratio, or the default one. The root span of a request that opens
+under an HTTP server span of other instrumentation (FastAPI's own telemetry, OpenTelemetry's
+ASGI/WSGI middleware), which was sampled before the tenant was known, is sampled anew with
+the tenant's ratio; when that drops it, the server span is not exported either. Ratios are
+applied to the trace id as `TraceIdRatioBased` does, so services that share a configuration
+agree on each trace.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import (
     Decision,
     Sampler,
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace import Link, SpanContext, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -34,11 +41,51 @@ from ..config import parse_tenant_values
 from ..context import current, validate_tenant_id
 from ..errors import ConfigurationError, InvalidTenantError
 
-__all__ = ["ENV", "TenantSampler"]
+__all__ = ["ENV", "TenantSampler", "redeciding", "superseded"]
 
 #: The environment variable `TenantSampler.from_env` reads.
 ENV = "TENANT_TRACE_SAMPLING"
 _MASK = (1 << 64) - 1
+
+#: Set by the request lifecycle while it opens the root span of a request under a span that
+#: other instrumentation started before the tenant was known: the sampler decides anew, with
+#: the tenant's ratio, instead of following that span.
+redeciding: ContextVar[bool] = ContextVar("tenant_trace.redeciding", default=False)
+
+
+class _Superseded:
+    """Spans of other instrumentation that a request's own root replaced: the HTTP server
+    spans that joined an untrusted caller's trace, or that the tenant's sampling dropped.
+    They and their direct children are not exported by the processors `init()` builds.
+    Bounded: the oldest of `size` entries are forgotten."""
+
+    __slots__ = ("_ids", "_lock", "size")
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: dict[tuple[int, int], None] = {}
+        self._lock = threading.Lock()
+        self.size = size
+
+    def add(self, context: SpanContext) -> None:
+        """Leave out the span of `context` and its direct children (every local server
+        span that joined a caller's `context`)."""
+        with self._lock:
+            self._ids[context.trace_id, context.span_id] = None
+            if len(self._ids) > self.size:
+                del self._ids[next(iter(self._ids))]
+
+    def covers(self, span: ReadableSpan) -> bool:
+        """Whether `span` is to be left out."""
+        context = span.context
+        if not self._ids or context is None:
+            return False
+        parent = span.parent
+        return (context.trace_id, context.span_id) in self._ids or (
+            parent is not None and (context.trace_id, parent.span_id) in self._ids
+        )
+
+
+superseded = _Superseded()
 
 
 class TenantSampler(Sampler):
@@ -130,7 +177,7 @@ class TenantSampler(Sampler):
         tenant = current()
         if tenant is not None and tenant.id in self._always:
             sampled = True
-        elif parent.is_valid:
+        elif parent.is_valid and (parent.is_remote or tenant is None or not redeciding.get()):
             sampled = parent.trace_flags.sampled
         else:
             bound = self._default if tenant is None else self._bounds.get(tenant.id, self._default)

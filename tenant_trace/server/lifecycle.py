@@ -21,13 +21,14 @@ from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from .. import metrics
 from ..agent import rollup
 from ..agent.rollup import Totals
 from ..context import Tenant, attach, detach
 from ..errors import ConfigurationError
+from ..export.sampling import redeciding, superseded
 from ..resolve.policy import TenantPolicy
 from ..resolve.view import RequestView
 from ..telemetry import record_error, tracer
@@ -88,15 +89,27 @@ class RequestTracer:
     Args:
         tracer_provider: the provider to use (default: the global one, looked up lazily).
         tracing: ``False`` keeps only the tenant context (no span at all).
+        trust_traceparent: continue every caller's ``traceparent`` (its trace and its
+            sampling decision). By default only a caller whose tenant came from the trusted
+            internal header is continued; any other starts a new trace with a span link to
+            the caller's context, so that a client can neither force sampling nor join
+            another tenant's trace.
     """
 
-    __slots__ = ("_provider", "_tracer", "_unchecked", "tracing")
+    __slots__ = ("_provider", "_tracer", "_unchecked", "tracing", "trust_traceparent")
 
     def __init__(
-        self, *, tracer_provider: trace.TracerProvider | None = None, tracing: bool = True
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        tracing: bool = True,
+        trust_traceparent: bool = False,
     ) -> None:
         if not isinstance(tracing, bool):
             raise ConfigurationError("tracing must be True or False")
+        if not isinstance(trust_traceparent, bool):
+            raise ConfigurationError("trust_traceparent must be True or False")
+        self.trust_traceparent = trust_traceparent
         self._provider = tracer_provider
         self._tracer = tracer("tenant_trace", tracer_provider)
         self._unchecked = tracing
@@ -129,28 +142,53 @@ class RequestTracer:
     def _open(
         self, view: RequestView, tenant: Tenant | None, websocket: bool
     ) -> tuple[trace.Span, otel_context.Context]:
-        parent = None
-        server_span = trace.get_current_span()
-        if server_span.get_span_context().is_valid:
-            kind = SpanKind.INTERNAL
-            if tenant is not None:
-                # The HTTP server span of other instrumentation started before the tenant
-                # was known: stamp it too, so that every span of the request has it.
-                server_span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
-        else:
-            kind = SpanKind.SERVER
-            if view.get_all("traceparent") or view.get_all("baggage"):
-                parent = propagate.extract(view, getter=_GETTER)
-                # A client-sent tenant in baggage is never trusted, nor passed on downstream.
-                if baggage.get_baggage("tenant.id", parent) is not None:
-                    parent = baggage.remove_baggage("tenant.id", parent)
+        trusted = self.trust_traceparent or (tenant is not None and tenant.source == "internal")
         attributes: dict[str, Any] = {"url.path": view.path}
         if not websocket:
             attributes["http.request.method"] = view.method
         if tenant is not None:  # given here, the span processor has nothing left to add
             attributes["tenant.id"] = tenant.id
             attributes["tenant.source"] = tenant.source
-        span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes)
+        parent = None
+        links: list[Link] = []
+        kind = SpanKind.SERVER
+        server_span = trace.get_current_span()
+        outer = server_span.get_span_context()
+        if outer.is_valid:
+            # The HTTP server span of other instrumentation, started before the tenant was
+            # known: stamp it too, so that every span of the request has it.
+            if tenant is not None:
+                server_span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
+            caller = getattr(server_span, "parent", None)
+            if trusted or caller is None or not caller.is_remote:
+                kind = SpanKind.INTERNAL
+                token = None if trusted else redeciding.set(True)
+                try:
+                    span = self._tracer.start_span(SPAN_NAME, None, kind, attributes)
+                finally:
+                    if token is not None:
+                        redeciding.reset(token)
+                if outer.trace_flags.sampled and not span.get_span_context().trace_flags.sampled:
+                    superseded.add(outer)  # the tenant's sampling dropped the request
+                return span, trace.set_span_in_context(span)
+            # It joined an untrusted caller's trace: this request starts its own, linked to
+            # the caller and to that span; no span that joined the caller is exported.
+            superseded.add(outer)
+            superseded.add(caller)
+            links = [Link(caller), Link(outer)]
+            parent = trace.set_span_in_context(trace.INVALID_SPAN)
+        elif view.get_all("traceparent") or view.get_all("baggage"):
+            parent = propagate.extract(view, getter=_GETTER)
+            # A client-sent tenant in baggage is never trusted, nor passed on downstream.
+            if baggage.get_baggage("tenant.id", parent) is not None:
+                parent = baggage.remove_baggage("tenant.id", parent)
+            caller = trace.get_current_span(parent).get_span_context()
+            if caller.is_valid and not trusted:
+                # An untrusted caller decides neither the trace nor its sampling: a new
+                # trace, linked to the caller's.
+                links = [Link(caller)]
+                parent = trace.set_span_in_context(trace.INVALID_SPAN, parent)
+        span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes, links)
         return span, trace.set_span_in_context(span, parent)
 
 

@@ -16,6 +16,7 @@ from ..resolve.policy import (
     build_policy,
     unknown_options,
 )
+from ..resolve.resolvers import check_sync
 from .lifecycle import RequestTracer
 
 if TYPE_CHECKING:
@@ -35,24 +36,33 @@ class MiddlewareOptions(PolicyOptions, total=False):
 
     tracer_provider: trace.TracerProvider | None
     tracing: bool
+    trust_traceparent: bool
 
 
 #: The middleware options that are not policy options.
-TRACER_OPTIONS = ("tracer_provider", "tracing")
+TRACER_OPTIONS = ("tracer_provider", "tracing", "trust_traceparent")
 #: Every middleware option (`MiddlewareOptions`).
 MIDDLEWARE_OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
 
 
-def configure(**options: Unpack[MiddlewareOptions]) -> tuple[TenantPolicy, RequestTracer]:
-    """The policy and tracer a middleware with these options uses.
+def configure(
+    *, sync: bool = False, **options: Unpack[MiddlewareOptions]
+) -> tuple[TenantPolicy, RequestTracer]:
+    """The policy and tracer a middleware with these options uses; `sync`: a middleware
+    that cannot await (WSGI).
 
     Raises:
-        ConfigurationError: an option is unknown or invalid (the message names it).
+        ConfigurationError: an option is unknown or invalid (the message names it), or
+            `sync` and the resolver is ``async def``.
     """
     tracer = RequestTracer(
-        tracer_provider=options.pop("tracer_provider", None), tracing=options.pop("tracing", True)
+        tracer_provider=options.pop("tracer_provider", None),
+        tracing=options.pop("tracing", True),
+        trust_traceparent=options.pop("trust_traceparent", False),
     )
     policy = build_policy(**options)
+    if sync:
+        check_sync(policy.resolver)
     if policy.allowed_ids:
         metrics.keep_tenants(policy.allowed_ids)
     return policy, tracer

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import Tenant
 from ..errors import Rejection
-from ..resolve.resolvers import check_sync
 from ..resolve.view import RequestView
 from .lifecycle import stays_out
 from .options import MiddlewareOptions, configure
@@ -51,8 +50,7 @@ class TenantTraceWSGIMiddleware:
         **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.policy, self.tracer = configure(**options)
-        check_sync(self.policy.resolver)
+        self.policy, self.tracer = configure(sync=True, **options)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if stays_out(self.policy, environ.get("PATH_INFO", "")):

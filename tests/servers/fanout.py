@@ -123,8 +123,12 @@ async def fanout(request: Request) -> dict[str, Any]:
 
 
 downstream = FastAPI()
+# An internal service, which only the edge reaches: it continues its callers' traces.
 downstream.add_middleware(
-    TenantTraceMiddleware, trusted_internal_header=INTERNAL_TENANT_HEADER, required=False
+    TenantTraceMiddleware,
+    trusted_internal_header=INTERNAL_TENANT_HEADER,
+    required=False,
+    trust_traceparent=True,
 )
 
 

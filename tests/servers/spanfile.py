@@ -16,6 +16,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from tenant_trace.export.sampling import superseded
+
 ENV = "TENANT_TRACE_TEST_SPANFILE"
 
 
@@ -30,6 +32,10 @@ class JsonLinesExporter(SpanExporter):
                 "trace_id": format(span.context.trace_id, "032x"),
                 "span_id": format(span.context.span_id, "016x"),
                 "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+                "links": [
+                    [format(link.context.trace_id, "032x"), format(link.context.span_id, "016x")]
+                    for link in span.links
+                ],
                 "kind": span.kind.name,
                 "status": span.status.status_code.name,
                 "attributes": dict(span.attributes or {}),
@@ -44,6 +50,14 @@ class JsonLinesExporter(SpanExporter):
         os.close(self._fd)
 
 
+class _Processor(SimpleSpanProcessor):
+    """Leaves out what the processors `init()` builds leave out (superseded server spans)."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not superseded.covers(span):
+            super().on_end(span)
+
+
 def install(path: str | None = None) -> None:
     """Capture spans of this process into `path` (default: the env variable); with neither,
     leave tracing to the app's own init() (a test of the local store, say)."""
@@ -51,7 +65,7 @@ def install(path: str | None = None) -> None:
     if not path:
         return
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
+    provider.add_span_processor(_Processor(JsonLinesExporter(path)))
     trace.set_tracer_provider(provider)
 
 

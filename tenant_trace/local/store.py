@@ -84,6 +84,18 @@ class SpanStore:
         )
         return [_span(row) for row in rows]
 
+    def agents(self, tenant: str, *, since_ns: int) -> dict[str, str]:
+        """The outermost agent (``gen_ai.agent.name``) of each trace of one tenant with an
+        agent span that started in the window, by trace id."""
+        rows = self._query(
+            "SELECT trace_id, json_extract(attributes, '$.\"gen_ai.agent.name\"') FROM spans"
+            " WHERE tenant_id = ? AND start_ns >= ? AND name LIKE 'invoke\\_agent %' ESCAPE '\\'"
+            " ORDER BY start_ns DESC",
+            (tenant, since_ns),
+        )
+        # Latest first, so that each trace keeps its earliest (outermost) agent.
+        return {row[0]: row[1] for row in rows if isinstance(row[1], str)}
+
     # For `tenant-trace export`, `purge` and `audit` (local/takeout.py, local/purge.py).
 
     def spans(self, tenant: str, *, since_ns: int = 0) -> Iterator[dict[str, Any]]:
@@ -129,8 +141,8 @@ class SpanStore:
 def summarize(
     tenant: str | None, runs: list[dict[str, Any]], quantile: float = 0.95
 ) -> dict[str, Any]:
-    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens and
-    tool error rate of some runs."""
+    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens, cost
+    and tool error rate of some runs."""
     durations = sorted(r["duration_ms"] for r in runs)
     failures = sum(r["failed"] for r in runs)
     tool_calls = sum(r["tool_calls"] for r in runs)
@@ -145,6 +157,7 @@ def summarize(
         "p99_ms": _percentile(durations, 0.99),
         "quantile_ms": _percentile(durations, quantile),
         "tokens": sum(r["tokens"] for r in runs),
+        "cost_usd": round(sum(r["cost_usd"] for r in runs), 6),
         "tool_calls": tool_calls,
         "tool_errors": tool_errors,
         "tool_error_rate": tool_errors / tool_calls if tool_calls else 0.0,
@@ -174,6 +187,7 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
         "status_message": row["status_message"],
         "tokens": int(attributes.get("gen_ai.usage.input_tokens", 0))
         + int(attributes.get("gen_ai.usage.output_tokens", 0)),
+        "cost_usd": float(attributes.get("tenant_trace.run.cost_usd", 0.0)),
         "tool_calls": int(attributes.get("tenant_trace.run.tool_calls", 0)),
         "tool_errors": int(attributes.get("tenant_trace.run.tool_errors", 0)),
     }

@@ -3,7 +3,7 @@
 
     /                   /api/tenants           tenants overview and firing alerts (?since=1h)
     /runs?tenant=T      /api/runs?tenant=T     one tenant's runs (failed, slow_ms, min_cost,
-                                               route, agent, since, page)
+                                               route, agent, since, page, per_page)
     /traces/ID          /api/traces/ID         one trace as a waterfall
     /failing?tenant=T   /api/failing?tenant=T  the tenant's latest failed trace (a redirect)
 
@@ -25,7 +25,6 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -198,6 +197,7 @@ def create_app(
             route=query.get("route") or None,
             agent=query.get("agent") or None,
             page=int(_number(request, "page") or 1),
+            per_page=int(_number(request, "per_page") or data.PER_PAGE),
         )
         with closing(SpanStore(store_file)) as store:
             body = data.runs_page(store, tenant, filters)
@@ -229,10 +229,12 @@ def create_app(
     async def bad_request(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        body = _NOT_FOUND if status == 404 else {"error": "method_not_allowed"}
-        return JSONResponse(body, status, headers={"allow": "GET, HEAD"} if status == 405 else None)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse(_NOT_FOUND, 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        # Read-only: GET (and HEAD) is all there is.
+        return JSONResponse({"error": "method_not_allowed"}, 405, headers={"allow": "GET, HEAD"})
 
     routes = [
         Route("/", tenants, methods=["GET"]),
@@ -245,6 +247,6 @@ def create_app(
         Route("/api/failing", failing, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("tenant_trace.local.web", "static")])),
     ]
-    handlers = {BadRequest: bad_request, HTTPException: http_error}
+    handlers = {BadRequest: bad_request, 404: not_found, 405: not_allowed}
     # Outermost, so that even a 500 gets the security headers.
     return Guard(Starlette(routes=routes, exception_handlers=handlers), verifier=verifier)

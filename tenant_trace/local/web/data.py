@@ -15,6 +15,7 @@ from .access import Viewer
 __all__ = ["RunFilter", "classify", "latest_failure", "overview", "runs_page", "waterfall"]
 
 PER_PAGE = 50
+MAX_PER_PAGE = 500
 # The share of the time axis a span of no duration still gets, so that it shows.
 _MIN_WIDTH = 0.3
 _LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
@@ -42,6 +43,7 @@ class RunFilter:
     route: str | None = None
     agent: str | None = None
     page: int = 1
+    per_page: int = PER_PAGE
 
     def keeps(self, run: dict[str, Any]) -> bool:
         return (
@@ -61,15 +63,16 @@ def runs_page(store: SpanStore, tenant: str, filters: RunFilter) -> dict[str, An
     for run in runs:
         run["agent"] = agents.get(run["trace_id"])
     kept = [run for run in reversed(runs) if filters.keeps(run)]
-    pages = max(1, math.ceil(len(kept) / PER_PAGE))
+    per_page = min(max(1, filters.per_page), MAX_PER_PAGE)
+    pages = max(1, math.ceil(len(kept) / per_page))
     page = min(max(1, filters.page), pages)
     return {
         "tenant": tenant,
-        "filters": {**asdict(filters), "page": page},
+        "filters": {**asdict(filters), "page": page, "per_page": per_page},
         "total": len(kept),
         "page": page,
         "pages": pages,
-        "runs": kept[(page - 1) * PER_PAGE : page * PER_PAGE],
+        "runs": kept[(page - 1) * per_page : page * per_page],
         "routes": sorted({run["name"] for run in runs}),
         "agents": sorted(set(agents.values())),
     }

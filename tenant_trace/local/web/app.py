@@ -115,7 +115,7 @@ def _environment() -> jinja2.Environment:
     # escaped by autoescape; long values cut.
     env.filters["text"] = lambda value, limit=MAX_VALUE: visible(value, limit)
     env.filters["cell"] = lambda value: visible("(none)" if value is None else value, MAX_CELL)
-    env.filters["ms"] = lambda v: "-" if v is None else f"{v:,.1f}"
+    env.filters["ms"] = lambda v: "-" if v is None else f"{v:,.1f}" if v >= 1 else f"{v:.2f}"
     env.filters["pct"] = lambda v: f"{v:.1%}"
     env.filters["usd"] = lambda v: f"${v:,.4f}" if v else "-"
     env.filters["when"] = lambda ns: (

@@ -28,7 +28,7 @@ from examples.agent import is_stale
 from tenant_trace.errors import ConfigurationError
 from tenant_trace.export.store import SQLiteSpanExporter
 from tenant_trace.local.cli import main as cli
-from tenant_trace.local.store import SpanStore
+from tenant_trace.local.store import SpanStore, summarize
 from tenant_trace.local.web.access import SECRET_ENV, Verifier, load_secret, sign
 from tenant_trace.local.web.app import COOKIE, create_app
 from tenant_trace_fastapi import TenantTraceMiddleware
@@ -469,3 +469,29 @@ def test_token_refuses_an_invalid_tenant(
     assert cli(["token", "--tenant", "bad\x1bid", "--db", str(tmp_path / "t.sqlite3")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tenant-trace: invalid --tenant") and "\x1b" not in err
+
+
+@pytest.mark.parametrize("since_ns", [0, None])
+def test_the_sums_in_sql_are_summarize_of_the_runs(
+    store: tuple[Path, dict[str, str]], since_ns: int | None
+) -> None:
+    """`SpanStore.tenants` (summed in SQL) gives what `summarize` gives over `runs`, for the
+    whole store and for a window that holds only some runs."""
+    spans = SpanStore(store[0])
+    try:
+        every = spans.runs(since_ns=0)
+        since = every[len(every) // 2]["start_ns"] if since_ns is None else since_ns
+        runs = spans.runs(since_ns=since)
+        expected = [
+            summarize(tenant, [r for r in runs if r["tenant_id"] == tenant])
+            for tenant in sorted({str(r["tenant_id"]) for r in runs})
+        ]
+        assert spans.tenants(since_ns=since) == expected
+        assert spans.tenants(since_ns=since, tenant="tenant-b") == [
+            row for row in expected if row["tenant"] == "tenant-b"
+        ]
+        assert spans.tokens(since_ns=since, until_ns=2**62) == {
+            row["tenant"]: row["tokens"] for row in expected
+        }
+    finally:
+        spans.close()

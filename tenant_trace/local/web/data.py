@@ -23,10 +23,9 @@ _LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "emb
 
 def overview(store: SpanStore, viewer: Viewer, *, since_ns: int, now_ns: int) -> dict[str, Any]:
     """One summary row per tenant the viewer may see, and the alerts firing for them."""
-    if viewer.tenant is None:
-        rows = store.tenants(since_ns=since_ns)
-    else:
-        rows = [summarize(viewer.tenant, store.runs(since_ns=since_ns, tenant=viewer.tenant))]
+    rows = store.tenants(since_ns=since_ns, tenant=viewer.tenant)
+    if viewer.tenant is not None and not rows:  # its row, even with no runs
+        rows = [summarize(viewer.tenant, [])]
     alerts = [a.as_dict() for a in evaluate(store, now_ns=now_ns) if viewer.may_see(a.tenant)]
     most = max((row["runs"] for row in rows), default=0)
     return {"tenants": rows, "alerts": alerts, "most_runs": most}

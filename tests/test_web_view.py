@@ -495,3 +495,11 @@ def test_the_sums_in_sql_are_summarize_of_the_runs(
         }
     finally:
         spans.close()
+
+
+def test_serve_without_a_store_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["serve", "--db", str(tmp_path / "none.sqlite3")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tenant-trace: no trace store at ") and err.count("\n") == 1

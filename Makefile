@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[all]" --group dev
 	touch $@
 
-# The demo needs only the FastAPI extra, uvicorn and httpx: a quick first run.
+# The demo needs only the FastAPI and ui extras, uvicorn and httpx: a quick first run.
 $(VENV)/.demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[fastapi]" uvicorn httpx
+	$(BIN)/python -m pip install -q -e ".[fastapi,ui]" uvicorn httpx
 	touch $@
 
 lint: setup

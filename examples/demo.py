@@ -6,7 +6,8 @@ It starts the FastAPI example agent app under uvicorn, with spans going to the e
 local store (a SQLite file), and sends traffic from three tenants. tenant-b's
 ``get_account_data`` tool returns 48-hour-old cached data on a share of its runs, so its
 freshness check fails. Then it prints what the ``tenant-trace`` command shows: the per-tenant
-table, the alerts (tenant-b only), and one of tenant-b's failing runs as a span tree.
+table, the alerts (tenant-b only), and one of tenant-b's failing runs as a span tree; last,
+the command that opens the same store in the web view (``tenant-trace serve``).
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ def main() -> int:
     print(
         "\nThe tree shows the root cause: get_account_data returned account data 48 hours old"
         " (cache), its freshness check failed, and so did the run."
+    )
+    serve = Path(sys.executable).with_name("tenant-trace")
+    print("\nThe same store in the web view (click tenant-b's alert):")
+    print(
+        f"  {serve.relative_to(ROOT) if serve.is_relative_to(ROOT) else serve} serve --db {STORE.relative_to(ROOT)}"
     )
     return 0 if fired == 1 else 1
 

@@ -8,6 +8,8 @@
     tenant-trace export --tenant T [--since AGE] [--format jsonl|otlp-json]   one tenant's spans
     tenant-trace purge --tenant T [--before AGE] [--yes]   erase one tenant (counts without --yes)
     tenant-trace audit                                 what purges erased, when and how much
+    tenant-trace serve [--host H] [--port P]           a read-only web view (the ui extra)
+    tenant-trace token --tenant T [--ttl 1h]           a URL of the web view showing T only
 
 Every view but ``rules`` and ``dashboard`` takes ``--db PATH`` (default ``TENANT_TRACE_DB`` or
 ``.tenant-trace/traces.sqlite3``) and ``--json`` for scripts. Stored strings are shown
@@ -37,6 +39,7 @@ from . import purge, render, rules, takeout
 from .args import duration
 from .render import MAX_CELL, literal, visible
 from .store import SpanStore
+from .web import command as web
 
 __all__ = ["main"]
 
@@ -96,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("dashboard", help="print the Grafana dashboard JSON")
     takeout.register(commands, common)
     purge.register(commands, common)
+    web.register(commands, common)
     return parser
 
 
@@ -105,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("rules", "dashboard"):
         sys.stdout.write(rules.alert_rules() if args.command == "rules" else rules.dashboard())
         return 0
-    if "run" in args:  # export, purge, audit: they open the store themselves
+    if "run" in args:  # export, purge, audit, serve, token: they open the store themselves
         return int(args.run(args, render.console()))
     path = store_path(args.db)
     try:

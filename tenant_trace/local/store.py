@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..export.retention import TENANT_TABLES
@@ -67,15 +67,9 @@ class SpanStore:
     ) -> list[dict[str, Any]]:
         """Runs (request roots and root agent runs) that started in the window, oldest first;
         one tenant's when `tenant` is given."""
-        sql = "SELECT * FROM spans WHERE is_run = 1 AND start_ns >= ?"
-        params: list[Any] = [since_ns]
-        if until_ns is not None:
-            sql += " AND start_ns < ?"
-            params.append(until_ns)
-        if tenant is not None:
-            sql += " AND tenant_id = ?"
-            params.append(tenant)
-        return [_run(row) for row in self._query(sql + " ORDER BY start_ns", params)]
+        where, params = _window(since_ns, until_ns, tenant)
+        rows = self._query(f"SELECT * FROM spans WHERE {where} ORDER BY start_ns", params)
+        return [_run(row) for row in rows]
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """Every span of one trace, in start order."""
@@ -83,6 +77,18 @@ class SpanStore:
             "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),)
         )
         return [_span(row) for row in rows]
+
+    def agents(self, tenant: str, *, since_ns: int) -> dict[str, str]:
+        """The outermost agent (``gen_ai.agent.name``) of each trace of one tenant with an
+        agent span that started in the window, by trace id."""
+        rows = self._query(
+            "SELECT trace_id, json_extract(attributes, '$.\"gen_ai.agent.name\"') FROM spans"
+            " WHERE tenant_id = ? AND start_ns >= ? AND name LIKE 'invoke\\_agent %' ESCAPE '\\'"
+            " ORDER BY start_ns DESC",
+            (tenant, since_ns),
+        )
+        # Latest first, so that each trace keeps its earliest (outermost) agent.
+        return {row[0]: row[1] for row in rows if isinstance(row[1], str)}
 
     # For `tenant-trace export`, `purge` and `audit` (local/takeout.py, local/purge.py).
 
@@ -115,40 +121,110 @@ class SpanStore:
         rows = self._query("SELECT * FROM audit ORDER BY id")
         return [{**dict(row), "deleted": json.loads(row["deleted"] or "{}")} for row in rows]
 
-    def tenants(self, *, since_ns: int) -> list[dict[str, Any]]:
-        """One summary per tenant over the window, by tenant id."""
-        by_tenant: dict[str | None, list[dict[str, Any]]] = {}
-        for run in self.runs(since_ns=since_ns):
-            by_tenant.setdefault(run["tenant_id"], []).append(run)
-        return [
-            summarize(tenant, runs)
-            for tenant, runs in sorted(by_tenant.items(), key=lambda kv: str(kv[0]))
-        ]
+    def tenants(
+        self,
+        *,
+        since_ns: int,
+        until_ns: int | None = None,
+        tenant: str | None = None,
+        quantile: float = 0.95,
+    ) -> list[dict[str, Any]]:
+        """`summarize` of each tenant's runs in the window (one tenant's when `tenant` is
+        given), by tenant id. Summed in SQL, so that a big store's window is not read into
+        Python but for the durations."""
+        where, params = _window(since_ns, until_ns, tenant)
+        durations: dict[str | None, list[float]] = {}
+        sql = f"SELECT tenant_id, (end_ns - start_ns) / 1e6 FROM spans WHERE {where} ORDER BY 2"
+        for row in self._query(sql, params):
+            durations.setdefault(row[0], []).append(row[1])
+        totals = self._query(
+            f"SELECT tenant_id, {_TOTALS} FROM spans WHERE {where} GROUP BY 1", params
+        )
+        rows = [_summary(row[0], dict(row), durations[row[0]], quantile) for row in totals]
+        return sorted(rows, key=lambda row: str(row["tenant"]))
+
+    def tokens(
+        self, tenants: Iterable[str | None], *, since_ns: int, until_ns: int
+    ) -> dict[str | None, int]:
+        """The tokens of some tenants' runs in the window (each read by the tenant index)."""
+        sql = f"SELECT {_TOKENS} FROM spans WHERE "
+        found = {}
+        for tenant in tenants:
+            where, params = _window(since_ns, until_ns, tenant)
+            if tenant is None:
+                where += " AND tenant_id IS NULL"
+            found[tenant] = self._query(sql + where, params)[0][0] or 0
+        return found
+
+
+def _window(since_ns: int, until_ns: int | None, tenant: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause and parameters of the runs of a window (a partial index holds them)."""
+    where = "is_run = 1 AND start_ns >= ?"
+    params: list[Any] = [since_ns]
+    if until_ns is not None:
+        where += " AND start_ns < ?"
+        params.append(until_ns)
+    if tenant is not None:
+        where += " AND tenant_id = ?"
+        params.append(tenant)
+    return where, params
+
+
+def _attribute(key: str) -> str:
+    return f"IFNULL(json_extract(attributes, '$.\"{key}\"'), 0)"
+
+
+# `summarize`'s sums, in SQL, of the attributes `_run` reads.
+_TOKENS = (
+    f"SUM({_attribute('gen_ai.usage.input_tokens')} + {_attribute('gen_ai.usage.output_tokens')})"
+)
+_TOTALS = (
+    "COUNT(*) AS runs, SUM(status = 'ERROR') AS failures, "
+    f"{_TOKENS} AS tokens, TOTAL({_attribute('tenant_trace.run.cost_usd')}) AS cost_usd, "
+    f"SUM({_attribute('tenant_trace.run.tool_calls')}) AS tool_calls, "
+    f"SUM({_attribute('tenant_trace.run.tool_errors')}) AS tool_errors, "
+    "MAX(start_ns) AS last_seen_ns"
+)
 
 
 def summarize(
     tenant: str | None, runs: list[dict[str, Any]], quantile: float = 0.95
 ) -> dict[str, Any]:
-    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens and
-    tool error rate of some runs."""
-    durations = sorted(r["duration_ms"] for r in runs)
-    failures = sum(r["failed"] for r in runs)
-    tool_calls = sum(r["tool_calls"] for r in runs)
-    tool_errors = sum(r["tool_errors"] for r in runs)
+    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens, cost
+    and tool error rate of some runs."""
+    totals = {
+        "runs": len(runs),
+        "failures": sum(r["failed"] for r in runs),
+        "tokens": sum(r["tokens"] for r in runs),
+        "cost_usd": sum(r["cost_usd"] for r in runs),
+        "tool_calls": sum(r["tool_calls"] for r in runs),
+        "tool_errors": sum(r["tool_errors"] for r in runs),
+        "last_seen_ns": max((r["start_ns"] for r in runs), default=None),
+    }
+    return _summary(tenant, totals, sorted(r["duration_ms"] for r in runs), quantile)
+
+
+def _summary(
+    tenant: str | None, totals: dict[str, Any], durations: list[float], quantile: float
+) -> dict[str, Any]:
+    """`summarize`'s figures from the totals of some runs and their sorted durations."""
+    runs, failures = totals["runs"], totals["failures"]
+    tool_calls, tool_errors = totals["tool_calls"], totals["tool_errors"]
     return {
         "tenant": tenant,
-        "runs": len(runs),
+        "runs": runs,
         "failures": failures,
-        "failure_rate": failures / len(runs) if runs else 0.0,
+        "failure_rate": failures / runs if runs else 0.0,
         "p50_ms": _percentile(durations, 0.50),
         "p95_ms": _percentile(durations, 0.95),
         "p99_ms": _percentile(durations, 0.99),
         "quantile_ms": _percentile(durations, quantile),
-        "tokens": sum(r["tokens"] for r in runs),
+        "tokens": totals["tokens"],
+        "cost_usd": round(totals["cost_usd"], 6),
         "tool_calls": tool_calls,
         "tool_errors": tool_errors,
         "tool_error_rate": tool_errors / tool_calls if tool_calls else 0.0,
-        "last_seen_ns": max((r["start_ns"] for r in runs), default=None),
+        "last_seen_ns": totals["last_seen_ns"],
     }
 
 
@@ -174,6 +250,7 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
         "status_message": row["status_message"],
         "tokens": int(attributes.get("gen_ai.usage.input_tokens", 0))
         + int(attributes.get("gen_ai.usage.output_tokens", 0)),
+        "cost_usd": float(attributes.get("tenant_trace.run.cost_usd", 0.0)),
         "tool_calls": int(attributes.get("tenant_trace.run.tool_calls", 0)),
         "tool_errors": int(attributes.get("tenant_trace.run.tool_errors", 0)),
     }

@@ -35,7 +35,7 @@ from rich.text import Text
 from ..export.store import store_path
 from . import purge, render, rules, takeout
 from .args import duration
-from .render import MAX_CELL, literal, visible
+from .render import MAX_CELL, literal, usd, visible
 from .store import SpanStore
 
 __all__ = ["main"]
@@ -51,7 +51,11 @@ _KEY_ATTRIBUTES = (
     "tenant_trace.retrieval.results",
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.output_tokens",
-    "tenant_trace.run.cost_usd",
+    "llm.token_count.prompt",
+    "llm.token_count.completion",
+    "tenant_trace.usage.input_tokens",
+    "tenant_trace.usage.output_tokens",
+    "tenant_trace.usage.cost_usd",
     "tenant_trace.budget.exceeded",
     "error.type",
 )
@@ -172,7 +176,18 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
         console.print(f"No runs in the last {args.since:g} s in {visible(store.path)}.")
         return 0
     table = Table(title=f"Tenants, last {args.since / 3600:g} h")
-    columns = ("tenant", "runs", "failed", "p50 ms", "p95 ms", "p99 ms", "tokens", "tool errors")
+    columns = (
+        "tenant",
+        "runs",
+        "failed",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "input tokens",
+        "output tokens",
+        "cost USD",
+        "tool errors",
+    )
     for column in (*columns, "last seen UTC"):
         table.add_column(column, justify="left" if column == "tenant" else "right")
     for row in rows:
@@ -184,7 +199,9 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
             _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),
             _ms(row["p99_ms"]),
-            f"{row['tokens']:,}",
+            f"{row['input_tokens']:,}",
+            f"{row['output_tokens']:,}",
+            usd(row["cost_usd"], row["unpriced_calls"]),
             f"{row['tool_error_rate']:.1%}",
             _when(row["last_seen_ns"]),
         )

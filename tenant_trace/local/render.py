@@ -15,7 +15,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MAX_CELL", "MAX_VALUE", "console", "literal", "visible"]
+__all__ = ["MAX_CELL", "MAX_VALUE", "console", "literal", "usd", "visible"]
 
 #: Characters of a value shown in a span tree, and in a table cell.
 MAX_VALUE = 300
@@ -45,6 +45,13 @@ def literal(value: object, limit: int | None = MAX_VALUE, style: str = "") -> An
     from rich.text import Text
 
     return Text(visible(value, limit), style=style)
+
+
+def usd(cost: float | None, unpriced_calls: int = 0) -> str:
+    """A cost cell: ``-`` when unknown (no call had a price), never a made-up 0; calls
+    without a price are noted beside a partial sum."""
+    text = "-" if cost is None else f"{cost:,.4f}"
+    return f"{text} (+{unpriced_calls:,} unpriced)" if unpriced_calls else text
 
 
 def console() -> Any:

@@ -129,12 +129,13 @@ class SpanStore:
 def summarize(
     tenant: str | None, runs: list[dict[str, Any]], quantile: float = 0.95
 ) -> dict[str, Any]:
-    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens and
-    tool error rate of some runs."""
+    """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens, cost
+    (and calls without a price) and tool error rate of some runs."""
     durations = sorted(r["duration_ms"] for r in runs)
     failures = sum(r["failed"] for r in runs)
     tool_calls = sum(r["tool_calls"] for r in runs)
     tool_errors = sum(r["tool_errors"] for r in runs)
+    costs = [r["cost_usd"] for r in runs if r["cost_usd"] is not None]
     return {
         "tenant": tenant,
         "runs": len(runs),
@@ -144,7 +145,12 @@ def summarize(
         "p95_ms": _percentile(durations, 0.95),
         "p99_ms": _percentile(durations, 0.99),
         "quantile_ms": _percentile(durations, quantile),
+        "input_tokens": sum(r["input_tokens"] for r in runs),
+        "output_tokens": sum(r["output_tokens"] for r in runs),
         "tokens": sum(r["tokens"] for r in runs),
+        # Unknown (None) unless some call had a price: never a made-up 0.
+        "cost_usd": None if not costs else round(sum(costs), 6),
+        "unpriced_calls": sum(r["unpriced_calls"] for r in runs),
         "tool_calls": tool_calls,
         "tool_errors": tool_errors,
         "tool_error_rate": tool_errors / tool_calls if tool_calls else 0.0,
@@ -163,6 +169,8 @@ def _span(row: sqlite3.Row) -> dict[str, Any]:
 
 def _run(row: sqlite3.Row) -> dict[str, Any]:
     attributes = json.loads(row["attributes"])
+    input_tokens = int(attributes.get("tenant_trace.usage.input_tokens", 0))
+    output_tokens = int(attributes.get("tenant_trace.usage.output_tokens", 0))
     return {
         "trace_id": row["trace_id"],
         "tenant_id": row["tenant_id"],
@@ -172,8 +180,11 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
         "failed": row["status"] == "ERROR",
         "error_type": row["error_type"],
         "status_message": row["status_message"],
-        "tokens": int(attributes.get("gen_ai.usage.input_tokens", 0))
-        + int(attributes.get("gen_ai.usage.output_tokens", 0)),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "tokens": input_tokens + output_tokens,
+        "cost_usd": attributes.get("tenant_trace.usage.cost_usd"),
+        "unpriced_calls": int(attributes.get("tenant_trace.usage.unpriced_calls", 0)),
         "tool_calls": int(attributes.get("tenant_trace.run.tool_calls", 0)),
         "tool_errors": int(attributes.get("tenant_trace.run.tool_errors", 0)),
     }

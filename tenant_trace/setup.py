@@ -27,7 +27,7 @@ from .export.sampling import TenantSampler
 from .export.store import SQLiteSpanExporter
 from .metrics import install as install_metrics
 from .redaction import Redactor, configure_redaction
-from .usage import UsageSpanProcessor
+from .usage import Ledger, UsageSpanProcessor
 from .usage.prices import ENV as PRICES_ENV
 from .usage.prices import PricesSpec, parse_prices
 from .usage.prices import configure as configure_prices
@@ -194,7 +194,8 @@ def init(
         if retention is not None and not any(isinstance(e, SQLiteSpanExporter) for e in exporters):
             logger.warning("tenant_trace: retention applies to the local store, not in use here")
         provider.add_span_processor(TenantSpanProcessor())  # first: the router reads its stamp
-        provider.add_span_processor(UsageSpanProcessor())
+        stores = [e for e in exporters if isinstance(e, SQLiteSpanExporter)]
+        provider.add_span_processor(UsageSpanProcessor(Ledger(stores[0].path) if stores else None))
         processors = [batch_processor(span_exporter, redactor) for span_exporter in exporters]
         if routing is not None:
             router = RoutingSpanProcessor(routing, processors, redactor=redactor)

@@ -1,6 +1,7 @@
 """``tenant-trace``: per-tenant views of the local trace store.
 
     tenant-trace tenants [--since 1h]                  one row per tenant
+    tenant-trace usage [--tenant T] [--since 30d] [--by model|day] [--csv]   the usage ledger
     tenant-trace traces --tenant T [--failed]          recent runs of one tenant
     tenant-trace show TRACE_ID                         one run as a span tree
     tenant-trace alerts                                the shipped alert rules; exit 1 if any fires
@@ -33,7 +34,7 @@ from typing import Any
 from rich.text import Text
 
 from ..export.store import store_path
-from . import purge, render, rules, takeout
+from . import purge, render, rules, takeout, usage
 from .args import duration
 from .render import MAX_CELL, literal, usd, visible
 from .store import SpanStore
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("rules", help="print the Prometheus alert rules")
     commands.add_parser("dashboard", help="print the Grafana dashboard JSON")
+    usage.register(commands, common)
     takeout.register(commands, common)
     purge.register(commands, common)
     return parser
@@ -305,7 +307,13 @@ def _alerts(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     return 1 if firing else 0
 
 
-_COMMANDS = {"tenants": _tenants, "traces": _traces, "show": _show, "alerts": _alerts}
+_COMMANDS = {
+    "tenants": _tenants,
+    "traces": _traces,
+    "show": _show,
+    "alerts": _alerts,
+    "usage": usage.show,
+}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from ..export.store import store_path
 
 __all__ = ["SpanStore", "summarize"]
 
+HOUR_NS = 3600 * 10**9
+DAY_NS = 24 * HOUR_NS
+
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The q-quantile (0..1) of sorted values, nearest-rank; ``None`` when empty."""
@@ -114,6 +117,33 @@ class SpanStore:
         """The audit rows (purges), oldest first."""
         rows = self._query("SELECT * FROM audit ORDER BY id")
         return [{**dict(row), "deleted": json.loads(row["deleted"] or "{}")} for row in rows]
+
+    def usage(
+        self, *, since_ns: int, tenant: str | None = None, by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The usage ledger summed per tenant (and per ``model`` or ``day`` with `by`) over
+        the hours that end after `since_ns`; one tenant's when `tenant` is given. A cost is
+        ``None`` when no call of the group had a price."""
+        group = {"model": ", model", "day": ", day"}.get(by or "", "")
+        sql = (
+            f"SELECT tenant_id{group}, SUM(calls) AS calls, SUM(unpriced_calls) AS unpriced_calls,"
+            " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+            " SUM(cache_read_tokens) AS cache_read_tokens,"
+            " SUM(cache_creation_tokens) AS cache_creation_tokens,"
+            " SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_usd) AS cost_usd"
+            f" FROM (SELECT *, hour_ns - hour_ns % {DAY_NS} AS day FROM ledger)"
+            f" WHERE hour_ns > ? - {HOUR_NS}"
+        )
+        params: list[Any] = [since_ns]
+        if tenant is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant)
+        sql += f" GROUP BY tenant_id{group} ORDER BY tenant_id{group}"
+        rows = [dict(row) for row in self._query(sql, params)]
+        for row in rows:
+            if row["cost_usd"] is not None:
+                row["cost_usd"] = round(row["cost_usd"], 6)
+        return rows
 
     def tenants(self, *, since_ns: int) -> list[dict[str, Any]]:
         """One summary per tenant over the window, by tenant id."""

@@ -20,6 +20,7 @@ from opentelemetry.trace import Span as APISpan
 
 from .. import metrics
 from . import prices
+from .ledger import Ledger
 from .read import Usage, model_of, provider_of, read_usage
 
 __all__ = ["RunSink", "UsageSpanProcessor", "attach_run", "mark_llm_call"]
@@ -73,7 +74,17 @@ def mark_llm_call(span: APISpan) -> None:
 class UsageSpanProcessor(SpanProcessor):
     """Counts the usage of model calls as their spans end (see the module). Sampled-out
     spans count too when the sampler records them (``RECORD_ONLY``, as `TenantSampler`
-    does). It never raises."""
+    does). It never raises.
+
+    Args:
+        ledger: also count each call per tenant, model and hour there (`Ledger`).
+    """
+
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
+
+    def __repr__(self) -> str:
+        return f"UsageSpanProcessor(ledger={self.ledger!r})"
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         parent_id = span.parent.span_id if span.parent is not None else None
@@ -112,11 +123,16 @@ class UsageSpanProcessor(SpanProcessor):
             call["gen_ai.provider.name"] = provider
         tenant = _text(attributes.get("tenant.id"))
         metrics.record_usage(tenant, call, usage.input_tokens, usage.output_tokens, cost)
+        if self.ledger is not None:
+            self.ledger.add(tenant, model, span.end_time or 0, usage, cost)
 
     def shutdown(self) -> None:
-        pass
+        if self.ledger is not None:
+            self.ledger.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self.ledger is not None:
+            self.ledger.flush()
         return True
 
 

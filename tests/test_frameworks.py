@@ -3,7 +3,8 @@ its TestModel and native instrumentation, LangGraph with a fake LangChain chat m
 OpenInference's instrumentation, and the openai client under openai-v2 against a local fake
 server. For each, one tenant alone and two tenants interleaved: every framework span carries
 its request's tenant and nests under its agent.run; the run's roll-up is the sum over the
-framework's LLM spans; so are the per-tenant metric points and ``tenant-trace tenants``."""
+framework's LLM spans; so are the per-tenant metric points, ``tenant-trace tenants`` and the
+usage ledger (``tenant-trace usage``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fastapi import Depends, FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 
 from tenant_trace.export.store import SQLiteSpanExporter
-from tenant_trace.usage import prices
+from tenant_trace.usage import Ledger, UsageSpanProcessor, prices
 from tenant_trace_fastapi import TenantTraceMiddleware, require_tenant
 from tests.conftest import PROVIDER, Spans
 from tests.test_cli import as_json
@@ -170,6 +171,20 @@ def setup(request: pytest.FixtureRequest) -> Setup:
 
 
 @pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """The session provider's usage processor counts into a ledger in this test's store."""
+    (counting,) = [
+        p
+        for p in PROVIDER._active_span_processor._span_processors  # no public list
+        if isinstance(p, UsageSpanProcessor)
+    ]
+    counting.ledger = Ledger(tmp_path / "traces.sqlite3", start=False)
+    yield counting.ledger
+    counting.ledger.close()
+    counting.ledger = None
+
+
+@pytest.fixture
 def priced() -> Iterator[None]:
     saved = prices.configure(PRICES)
     yield
@@ -200,7 +215,7 @@ def test_framework_usage_is_counted_once_per_tenant(
     spans: Spans,
     points: Points,  # noqa: F811 (the fixture imported above)
     priced: None,
-    tmp_path: Path,
+    ledger: Ledger,
 ) -> None:
     """Each trace: every span has the request's tenant and descends from its agent.run, whose
     roll-up equals the sum over the framework's LLM spans (each counted once, the framework's
@@ -251,17 +266,21 @@ def test_framework_usage_is_counted_once_per_tenant(
         **{(t, "output"): e[1] for t, e in expected.items()},
     }
 
-    db = tmp_path / "traces.sqlite3"
-    exporter = SQLiteSpanExporter(db)
+    exporter = SQLiteSpanExporter(ledger.path)
     exporter.export(spans.all())
     exporter.shutdown()
-    rows = {row["tenant"]: row for row in as_json("tenants", "--db", str(db))}
-    assert set(rows) == set(expected)
+    ledger.flush()
+    runs = {row["tenant"]: row for row in as_json("tenants", "--db", str(ledger.path))}
+    usage = {row["tenant_id"]: row for row in as_json("usage", "--db", str(ledger.path))}
+    assert set(runs) == set(usage) == set(expected)
     for tenant, (input_tokens, output_tokens, calls) in expected.items():
-        row = rows[tenant]
-        assert (row["input_tokens"], row["output_tokens"]) == (input_tokens, output_tokens)
-        if is_call is is_openinference_call:  # the fake chat model has no model name: no price
-            assert (row["cost_usd"], row["unpriced_calls"]) == (None, calls)
-        else:
-            assert row["cost_usd"] is not None and row["cost_usd"] > 0
-            assert row["unpriced_calls"] == 0
+        for row in (runs[tenant], usage[tenant]):
+            assert (row["input_tokens"], row["output_tokens"]) == (input_tokens, output_tokens)
+            if is_call is is_openinference_call:  # the fake chat model has no model: no price
+                assert (row["cost_usd"], row["unpriced_calls"]) == (None, calls)
+            else:
+                assert row["cost_usd"] is not None and row["cost_usd"] > 0
+                assert row["unpriced_calls"] == 0
+        assert usage[tenant]["calls"] == calls
+        if usage[tenant]["cost_usd"] is not None:  # runs round their costs to 6 decimals
+            assert runs[tenant]["cost_usd"] == pytest.approx(usage[tenant]["cost_usd"], abs=1e-5)

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tenant_trace
+from tenant_trace import TenantSampler, TenantSpanProcessor
 from tenant_trace.errors import ConfigurationError
-from tenant_trace.usage import Usage, prices, read_usage
+from tenant_trace.usage import Usage, UsageSpanProcessor, prices, read_usage
 from tests.conftest import PROVIDER, Spans
+from tests.test_metrics import Points, points  # noqa: F401 (a fixture)
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -166,3 +170,22 @@ def test_bad_prices_are_refused(spec: Any) -> None:
 def test_a_prices_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"missing\.json"):
         prices.parse_prices(str(tmp_path / "missing.json"))
+
+
+def test_a_sampled_out_call_is_counted_in_the_metrics(
+    points: Points,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Sampling at ratio 0 exports nothing, and the tenant's tokens are still counted."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=TenantSampler(0.0))
+    for processor in (TenantSpanProcessor(), UsageSpanProcessor(), SimpleSpanProcessor(exporter)):
+        provider.add_span_processor(processor)
+    tracer = provider.get_tracer("some.instrumentation")
+    with tenant_trace.tenant_context("muted"), tracer.start_as_current_span("chat m") as span:
+        span.set_attributes({"gen_ai.usage.input_tokens": 40, "gen_ai.usage.output_tokens": 2})
+    assert exporter.get_finished_spans() == ()
+    counted = {
+        p.attributes["gen_ai.token.type"]: p.value for p in points.of("tenant_trace.usage.tokens")
+    }
+    assert counted == {"input": 40, "output": 2}
+    assert {p.attributes["tenant.id"] for p in points.of("tenant_trace.usage.tokens")} == {"muted"}

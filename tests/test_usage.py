@@ -189,3 +189,14 @@ def test_a_sampled_out_call_is_counted_in_the_metrics(
     }
     assert counted == {"input": 40, "output": 2}
     assert {p.attributes["tenant.id"] for p in points.of("tenant_trace.usage.tokens")} == {"muted"}
+
+
+def test_the_semantic_conventions_followed_are_named(spans: Spans) -> None:
+    """A version that was released with the GenAI conventions, and its schema URL on the
+    spans tenant-trace makes."""
+    assert tenant_trace.GENAI_SEMCONV_VERSION == "1.41.0"
+    with tenant_trace.start_trace("agent", tenant="acme"):
+        pass
+    scope = spans.one("invoke_agent agent").instrumentation_scope
+    assert scope is not None
+    assert scope.schema_url == "https://opentelemetry.io/schemas/1.41.0"

@@ -23,7 +23,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind
 
 from ..context import Tenant, attach, current, detach, validate_tenant_id
-from ..telemetry import tracer
+from ..telemetry import SEMCONV_VERSION, tracer
 from . import rollup
 from .handles import TENANT_CARRIER_KEY, LLMCall, Memory, Retrieval, Run, ToolCall
 from .rollup import RunBudget
@@ -41,7 +41,10 @@ __all__ = [
 
 logger = logging.getLogger("tenant_trace")
 
-GENAI_SEMCONV_VERSION = "1.44.0"
+#: The last release of the OpenTelemetry semantic conventions that defines the GenAI ones
+#: (1.42.0 moved them to the semantic-conventions-genai repository, which has no release yet);
+#: tenant-trace's tracers carry its schema URL, `SCHEMA_URL`.
+GENAI_SEMCONV_VERSION = SEMCONV_VERSION
 
 
 def _start_span(

@@ -200,3 +200,25 @@ def test_the_semantic_conventions_followed_are_named(spans: Spans) -> None:
     scope = spans.one("invoke_agent agent").instrumentation_scope
     assert scope is not None
     assert scope.schema_url == "https://opentelemetry.io/schemas/1.41.0"
+
+
+def test_spans_never_ended_do_not_grow_without_bound(
+    points: Points,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound new spans are not followed, and their usage still counts."""
+    from tenant_trace.usage import track
+
+    monkeypatch.setattr(track, "MAX_OPEN", len(track._open) + 3)
+    foreign = PROVIDER.get_tracer("some.instrumentation")
+    leaked = [foreign.start_span("never ended") for _ in range(10)]
+    assert len(track._open) == track.MAX_OPEN
+    with tenant_trace.tenant_context("acme"), foreign.start_as_current_span("chat m") as span:
+        span.set_attributes({"gen_ai.usage.input_tokens": 4, "gen_ai.usage.output_tokens": 1})
+    for span in leaked:
+        span.end()
+    assert len(track._open) < track.MAX_OPEN
+    counted = {
+        p.attributes["gen_ai.token.type"]: p.value for p in points.of("tenant_trace.usage.tokens")
+    }
+    assert counted == {"input": 4, "output": 1}

@@ -49,8 +49,11 @@ class _Open:
 
 
 # Span id -> its entry. A dict's get, set and pop are atomic, and an entry's flags only ever
-# go from False to True, so threads that start and end spans need no lock here.
+# go from False to True, so threads that start and end spans need no lock here. Spans that
+# are never ended would stay: past MAX_OPEN, new spans are not followed (their usage is still
+# counted, without a run or the check for a counted child).
 _open: dict[int, _Open] = {}
+MAX_OPEN = 100_000
 
 
 def _entry(span: APISpan) -> _Open | None:
@@ -87,6 +90,8 @@ class UsageSpanProcessor(SpanProcessor):
         return f"UsageSpanProcessor(ledger={self.ledger!r})"
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if len(_open) >= MAX_OPEN:
+            return
         parent_id = span.parent.span_id if span.parent is not None else None
         parent = _open.get(parent_id) if parent_id is not None else None
         if parent is None:

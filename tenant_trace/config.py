@@ -75,11 +75,13 @@ class Settings:
             results); off by default (env ``TENANT_TRACE_CAPTURE_CONTENT=true``).
         max_content_length: captured text is truncated to this many characters.
         redact: applied to captured text before it is recorded (the redaction layer).
+        pseudonymize_users: record ``user.id`` as a per-tenant pseudonym (`identity`).
     """
 
     capture_content: bool = field(default_factory=lambda: _env_flag("TENANT_TRACE_CAPTURE_CONTENT"))
     max_content_length: int = 500
     redact: Callable[[str], str] | None = None
+    pseudonymize_users: bool = True
 
     def content(self, value: object) -> str | None:
         """`value` as text ready for a span attribute, or ``None`` when capture is off."""

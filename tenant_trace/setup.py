@@ -54,6 +54,7 @@ def init(
     capture_content: bool | None = None,
     max_content_length: int | None = None,
     redact: bool | Redactor = True,
+    pseudonymize_users: bool | None = None,
     prices: PricesSpec | None = None,
     auto_instrument: bool = False,
     json_logs: bool = False,
@@ -96,6 +97,8 @@ def init(
             `Redactor` (``settings.redact``), and every exporter built here is wrapped in a
             `RedactingSpanExporter`; a `Redactor`: the same with yours; ``False``: neither.
             Exporters you added to your own provider are left as they are.
+        pseudonymize_users: record the ``user.id`` of `tenant_trace.identity` as a
+            per-tenant pseudonym (default) or, with ``False``, as given.
         prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0, 1.25)}``
             (input, output and optionally cached input), or the path of a JSON file of
             them; default: the file ``TENANT_TRACE_PRICES`` names. A model without a price
@@ -139,6 +142,8 @@ def init(
         if max_content_length is not None:
             settings.max_content_length = max_content_length
         redactor = configure_redaction(redact)
+        if pseudonymize_users is not None:
+            settings.pseudonymize_users = pseudonymize_users
         if price_table is not None:
             configure_prices(price_table)
         if json_logs:

@@ -2,7 +2,7 @@
 
     tenant-trace tenants [--since 1h]                  one row per tenant
     tenant-trace usage [--tenant T] [--since 30d] [--by model|day] [--csv]   the usage ledger
-    tenant-trace traces --tenant T [--failed]          recent runs of one tenant
+    tenant-trace traces --tenant T [--failed] [--user U] [--session S] [--conversation C]
     tenant-trace show TRACE_ID                         one run as a span tree
     tenant-trace alerts                                the shipped alert rules; exit 1 if any fires
     tenant-trace rules | dashboard                     print the Prometheus rules or dashboard
@@ -60,6 +60,8 @@ _KEY_ATTRIBUTES = (
     "tenant_trace.budget.exceeded",
     "error.type",
 )
+# `tenant-trace traces` filters; user.id is the pseudonym recorded (see tenant_trace.identity).
+_WHO = {"user": "user.id", "session": "session.id", "conversation": "gen_ai.conversation.id"}
 _NOISE = (
     "tenant.",
     "url.",
@@ -92,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--failed", action="store_true", help="failed runs only")
     traces.add_argument("--since", type=duration, default=3600.0, help="window (default 1h)")
     traces.add_argument("--limit", type=int, default=20)
+    for flag, key in _WHO.items():
+        traces.add_argument(f"--{flag}", help=f"only traces with this {key} (as recorded)")
     show = commands.add_parser("show", parents=[common], help="one run as a span tree")
     show.add_argument("trace_id")
     commands.add_parser(
@@ -214,7 +218,8 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
 def _traces(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
 
-    runs = store.runs(since_ns=_since_ns(args.since), tenant=args.tenant)
+    who = {key: getattr(args, flag) for flag, key in _WHO.items() if getattr(args, flag)}
+    runs = store.runs(since_ns=_since_ns(args.since), tenant=args.tenant, who=who)
     if args.failed:
         runs = [r for r in runs if r["failed"]]
     runs = runs[::-1][: args.limit]

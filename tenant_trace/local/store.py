@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..export.retention import TENANT_TABLES
@@ -66,12 +66,24 @@ class SpanStore:
             raise
 
     def runs(
-        self, *, since_ns: int, until_ns: int | None = None, tenant: str | None = None
+        self,
+        *,
+        since_ns: int,
+        until_ns: int | None = None,
+        tenant: str | None = None,
+        who: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Runs (request roots and root agent runs) that started in the window, oldest first;
-        one tenant's when `tenant` is given."""
+        one tenant's when `tenant` is given; with `who` (``{"user.id": ...}``), the runs of
+        traces in which a span of that tenant carries these identity attributes."""
         sql = "SELECT * FROM spans WHERE is_run = 1 AND start_ns >= ?"
         params: list[Any] = [since_ns]
+        for key, value in (who or {}).items():
+            sql += (
+                " AND trace_id IN (SELECT trace_id FROM spans WHERE tenant_id IS ?"
+                " AND json_extract(attributes, ?) = ?)"
+            )
+            params += [tenant, f'$."{key}"', value]
         if until_ns is not None:
             sql += " AND start_ns < ?"
             params.append(until_ns)

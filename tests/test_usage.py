@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import tenant_trace
 from tenant_trace import TenantSampler, TenantSpanProcessor
 from tenant_trace.errors import ConfigurationError
 from tenant_trace.usage import Usage, UsageSpanProcessor, prices, read_usage
+from tenant_trace.usage.read import response_usage
 from tests.conftest import PROVIDER, Spans
 from tests.test_metrics import Points, points  # noqa: F401 (a fixture)
 
@@ -222,3 +224,54 @@ def test_spans_never_ended_do_not_grow_without_bound(
         p.attributes["gen_ai.token.type"]: p.value for p in points.of("tenant_trace.usage.tokens")
     }
     assert counted == {"input": 4, "output": 1}
+
+
+def ns(**kwargs: Any) -> SimpleNamespace:
+    return SimpleNamespace(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        pytest.param(
+            ns(
+                prompt_tokens=100,
+                completion_tokens=20,
+                prompt_tokens_details=ns(cached_tokens=64),
+                completion_tokens_details=ns(reasoning_tokens=8),
+            ),
+            Usage(100, 20, 64, 0, 8),
+            id="openai-chat",
+        ),
+        pytest.param(
+            ns(
+                input_tokens=50,
+                output_tokens=5,
+                input_tokens_details=ns(cached_tokens=10),
+                output_tokens_details=ns(reasoning_tokens=2),
+            ),
+            Usage(50, 5, 10, 0, 2),
+            id="openai-responses",
+        ),
+        pytest.param(
+            ns(
+                input_tokens=30,
+                output_tokens=7,
+                cache_read_input_tokens=200,
+                cache_creation_input_tokens=50,
+            ),
+            Usage(280, 7, 200, 50, 0),
+            id="anthropic-input-leaves-out-the-cache",
+        ),
+        pytest.param(ns(prompt_tokens=None, completion_tokens=None), None, id="no-counts"),
+    ],
+)
+def test_usage_of_provider_responses(usage: Any, expected: Usage | None, spans: Spans) -> None:
+    """llm_call's record_response reads cached and reasoning tokens in each provider's shape."""
+    assert response_usage(usage) == expected
+    with tenant_trace.start_trace("agent", tenant="acme"), tenant_trace.llm_call("m") as llm:
+        llm.record_response(ns(usage=usage, model="m"))
+    run = attrs(spans.one("invoke_agent agent"))
+    assert run["tenant_trace.usage.cache_read_tokens"] == (
+        expected.cache_read_tokens if expected else 0
+    )

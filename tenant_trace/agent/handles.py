@@ -18,6 +18,7 @@ from ..config import settings
 from ..context import Tenant, attach, current, detach
 from ..telemetry import record_error
 from ..usage import Usage, prices
+from ..usage.read import response_usage
 from ..usage.track import mark_llm_call
 from . import rollup
 from .rollup import RunBudget, Totals
@@ -178,17 +179,17 @@ class LLMCall(Step):
         self._capture("gen_ai.output.messages", completion)
 
     def record_response(self, response: object) -> None:
-        """Read usage, model and finish reasons from an OpenAI- or Anthropic-style response."""
-        usage = getattr(response, "usage", None)
-        if usage is not None and not self._usage_recorded:
-            tokens_in = getattr(usage, "prompt_tokens", None) or getattr(
-                usage, "input_tokens", None
+        """Read usage (cached and reasoning tokens too), model and finish reasons from an
+        OpenAI- or Anthropic-style response."""
+        usage = None if self._usage_recorded else response_usage(getattr(response, "usage", None))
+        if usage is not None:
+            self.record_usage(
+                usage.input_tokens,
+                usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens or None,
+                cache_creation_tokens=usage.cache_creation_tokens or None,
+                reasoning_tokens=usage.reasoning_tokens or None,
             )
-            tokens_out = getattr(usage, "completion_tokens", None) or getattr(
-                usage, "output_tokens", None
-            )
-            if isinstance(tokens_in, int) and isinstance(tokens_out, int):
-                self.record_usage(tokens_in, tokens_out)
         choices = getattr(response, "choices", None) or ()
         reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
         stop = getattr(response, "stop_reason", None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["Usage", "model_of", "provider_of", "read_usage"]
+__all__ = ["Usage", "model_of", "provider_of", "read_usage", "response_usage"]
 
 # (input, output, cache read, cache creation, reasoning), in the order a span is read.
 _CONVENTIONS = (
@@ -97,3 +97,42 @@ def model_of(attributes: Mapping[str, object]) -> str | None:
 def provider_of(attributes: Mapping[str, object]) -> str | None:
     """The provider of a call (``openai``, ``anthropic`` ...), in any convention."""
     return _text(attributes, _PROVIDER_KEYS)
+
+
+def _int(obj: object, *names: str) -> int:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def response_usage(usage: object) -> Usage | None:
+    """The `Usage` of a provider response's ``usage`` object: OpenAI chat completions
+    (``prompt_tokens``, ``prompt_tokens_details.cached_tokens`` ...), OpenAI responses
+    (``input_tokens``, ``input_tokens_details``), Anthropic (whose ``input_tokens`` leaves
+    out the cache: it is added back); ``None`` without token counts."""
+    if usage is None:
+        return None
+    input_tokens = _int(usage, "prompt_tokens", "input_tokens")
+    output_tokens = _int(usage, "completion_tokens", "output_tokens")
+    details_in = getattr(usage, "prompt_tokens_details", None) or getattr(
+        usage, "input_tokens_details", None
+    )
+    details_out = getattr(usage, "completion_tokens_details", None) or getattr(
+        usage, "output_tokens_details", None
+    )
+    cache_read = _int(details_in, "cached_tokens")
+    cache_creation = 0
+    if hasattr(usage, "cache_read_input_tokens"):  # Anthropic
+        cache_read = _int(usage, "cache_read_input_tokens")
+        cache_creation = _int(usage, "cache_creation_input_tokens")
+        input_tokens += cache_read + cache_creation
+    usage_read = Usage(
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_creation,
+        _int(details_out, "reasoning_tokens"),
+    )
+    return usage_read if usage_read.total else None

@@ -175,3 +175,32 @@ def test_the_ledger_table_is_created_with_the_store(tmp_path: Path) -> None:
         names = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     assert {"spans", "ledger", "audit"} <= names
     assert json.loads(run_cli("usage", "--db", str(db), "--json")[1]) == []
+
+
+def test_a_forked_worker_counts_its_own_calls_once(tmp_path: Path) -> None:
+    """A worker forked after the ledger was made (gunicorn --preload) writes its own calls
+    with a thread and connection of its own; the parent's pending calls are written once."""
+    import os
+
+    db = tmp_path / "traces.sqlite3"
+    now = time.time_ns()
+    ledger = Ledger(db, interval=3600)
+    ledger.add("acme", "m", now, Usage(1, 1), None)
+    ledger.flush()  # the parent's connection is open before the fork
+    ledger.add("acme", "m", now, Usage(10, 10), None)  # pending in the parent
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            ledger.add("acme", "m", now, Usage(100, 100), None)
+            ledger.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ledger.close()
+    connection = open_store(db)
+    total = connection.execute("SELECT SUM(input_tokens), SUM(calls) FROM ledger").fetchone()
+    connection.close()
+    assert total == (111, 3)

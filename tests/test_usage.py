@@ -275,3 +275,24 @@ def test_usage_of_provider_responses(usage: Any, expected: Usage | None, spans: 
     assert run["tenant_trace.usage.cache_read_tokens"] == (
         expected.cache_read_tokens if expected else 0
     )
+
+
+def test_concurrent_calls_from_threads_add_up_exactly(spans: Spans) -> None:
+    """Many model calls of one run ending at once in several threads: nothing lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    foreign = PROVIDER.get_tracer("some.instrumentation")
+
+    def call(i: int) -> None:
+        with foreign.start_as_current_span("chat m") as span:
+            span.set_attributes({"gen_ai.usage.input_tokens": i, "gen_ai.usage.output_tokens": 1})
+
+    with (
+        tenant_trace.start_trace("agent", tenant="acme"),
+        ThreadPoolExecutor(8) as pool,  # instrument_threads carries the run's span over
+    ):
+        list(pool.map(call, range(400)))
+    run = attrs(spans.one("invoke_agent agent"))
+    assert run["tenant_trace.usage.input_tokens"] == sum(range(400))
+    assert run["tenant_trace.usage.output_tokens"] == 400
+    assert run["tenant_trace.run.llm_calls"] == 400

@@ -13,6 +13,7 @@ so the calls of the same tenant in the seconds after it (until the next write) g
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -71,10 +72,20 @@ class Ledger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(
-                target=self._run, name="tenant-trace-ledger", daemon=True
-            )
-            self._thread.start()
+            self._start()
+            # A worker forked from a process that made the ledger (gunicorn --preload) gets
+            # neither its thread nor a connection it may use: its own of both.
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tenant-trace-ledger", daemon=True)
+        self._thread.start()
+
+    def _forked(self) -> None:
+        self._lock, self._write_lock = threading.Lock(), threading.Lock()
+        self._buckets, self._connection = {}, None  # the parent writes what it counted
+        if not self._stop.is_set():
+            self._start()
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"

@@ -36,7 +36,7 @@ from rich.text import Text
 from ..export.store import store_path
 from . import purge, render, rules, takeout, usage
 from .args import duration
-from .render import MAX_CELL, literal, usd, visible
+from .render import MAX_CELL, UNPRICED_NOTE, literal, usd, visible
 from .store import SpanStore
 
 __all__ = ["main"]
@@ -172,6 +172,7 @@ def _since_ns(seconds: float) -> int:
 
 
 def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from rich import box
     from rich.table import Table
 
     rows = store.tenants(since_ns=_since_ns(args.since))
@@ -181,28 +182,23 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     if not rows:
         console.print(f"No runs in the last {args.since:g} s in {visible(store.path)}.")
         return 0
-    table = Table(title=f"Tenants, last {args.since / 3600:g} h")
-    columns = (
-        "tenant",
-        "runs",
-        "failed",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "input tokens",
-        "output tokens",
-        "cost USD",
-        "tool errors",
+    unpriced = any(row["unpriced_calls"] for row in rows)
+    table = Table(
+        title=f"Tenants, last {args.since / 3600:g} h",
+        caption=UNPRICED_NOTE if unpriced else None,
+        box=box.SIMPLE_HEAVY,  # no vertical rules: 11 columns fit 132 with a long tenant id
     )
-    for column in (*columns, "last seen UTC"):
-        table.add_column(column, justify="left" if column == "tenant" else "right")
+    # p50 is in --json: the table keeps what fits 132 columns beside a long tenant id.
+    columns = ("runs", "failed", "p95 ms", "p99 ms", "in tok", "out tok", "USD")
+    table.add_column("tenant")
+    for column in (*columns, "tool err", "last seen UTC"):
+        table.add_column(column, justify="right")
     for row in rows:
         failing = row["failure_rate"] > rules.FAILURE_RATE
         table.add_row(
             literal("(none)" if row["tenant"] is None else row["tenant"], MAX_CELL),
             str(row["runs"]),
             Text(f"{row['failure_rate']:.1%}", style="red" if failing else "green"),
-            _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),
             _ms(row["p99_ms"]),
             f"{row['input_tokens']:,}",

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .args import duration
-from .render import MAX_CELL, literal, usd, visible
+from .render import MAX_CELL, UNPRICED_NOTE, literal, usd, visible
 from .store import SpanStore
 
 __all__ = ["register", "show"]
@@ -77,7 +77,11 @@ def show(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"Usage, last {args.since / 86400:g} days")
+    unpriced = any(row["unpriced_calls"] for row in rows)
+    table = Table(
+        title=f"Usage, last {args.since / 86400:g} days",
+        caption=UNPRICED_NOTE if unpriced else None,
+    )
     key = [] if args.by is None else [args.by]
     headers = ("tenant", *key, "calls", "input tokens", "output tokens", "cached", "cost USD")
     for header in headers:

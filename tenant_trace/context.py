@@ -32,6 +32,12 @@ MAX_TENANT_LENGTH = 255
 # Control characters, invisible format characters (bidi overrides, zero-width), surrogates
 # and line/paragraph separators: all can forge or hide text in logs and dashboards.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Unicode's default-ignorable code points (DerivedCoreProperties.txt) that are letters or
+# marks, and the blanks and fillers that render as nothing: "ac\u3164me" reads as "acme".
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
 
 
 class Tenant(NamedTuple):
@@ -62,21 +68,31 @@ def validate_tenant_id(value: object, pattern: re.Pattern[str] | None = None) ->
 
 
 def check_shape(value: object) -> str:
-    """`value` if it is a string of 1 to 255 characters with no control or invisible
-    formatting characters and no surrounding whitespace, else `InvalidTenantError`."""
+    """`value` in Unicode normalization form NFKC, if it is a string of 1 to 255 characters
+    with no control, invisible or filler characters and no surrounding whitespace, and not
+    of the reserved form ``__name__`` (``__other__`` on metrics), else `InvalidTenantError`.
+
+    One rule for every source: ``café`` composed or decomposed, and ``acme`` in full-width
+    letters, are the ids ``café`` and ``acme``, as IDNA maps such a Host name."""
     if not isinstance(value, str):
         raise InvalidTenantError(f"tenant id must be a string, not {type(value).__name__}")
+    if value.isascii():
+        if not value.isprintable():
+            raise InvalidTenantError("tenant id contains control characters")
+    else:
+        value = unicodedata.normalize("NFKC", value)
+        if _INVISIBLE.search(value) or any(
+            unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value
+        ):
+            raise InvalidTenantError("tenant id contains control or invisible characters")
     if not value:
         raise InvalidTenantError("tenant id is empty")
     if len(value) > MAX_TENANT_LENGTH:
         raise InvalidTenantError(f"tenant id is longer than {MAX_TENANT_LENGTH} characters")
-    if value.isascii():
-        if not value.isprintable():
-            raise InvalidTenantError("tenant id contains control characters")
-    elif any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value):
-        raise InvalidTenantError("tenant id contains control or invisible characters")
     if value[0].isspace() or value[-1].isspace():
         raise InvalidTenantError("tenant id has leading or trailing whitespace")
+    if len(value) > 4 and value.startswith("__") and value.endswith("__"):
+        raise InvalidTenantError("tenant ids of the form __name__ are reserved")
     return value
 
 

@@ -19,6 +19,7 @@ from django.http.response import HttpResponseBase
 
 from tenant_trace.context import Tenant, get_current_tenant
 from tenant_trace.errors import ConfigurationError, Rejection
+from tenant_trace.resolve.resolvers import check_sync
 from tenant_trace.resolve.view import RequestView
 from tenant_trace.server.lifecycle import ActiveRequest, handled_exception, stays_out
 from tenant_trace.server.options import configure, options_from
@@ -51,6 +52,8 @@ class TenantTraceMiddleware:
             markcoroutinefunction(self)
         try:
             self.policy, self.tracer = configure(**options_from(conf.TENANT_TRACE, "TENANT_TRACE"))
+            if not self.async_mode:
+                check_sync(self.policy.resolver)
         except ConfigurationError as exc:
             raise ImproperlyConfigured(str(exc)) from None
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
-from tenant_trace.errors import ConfigurationError
+from tenant_trace.errors import ConfigurationError, Rejection
+from tenant_trace.server.refusal import refuse
 
 from .middleware import TenantTraceMiddleware
 
@@ -45,6 +48,14 @@ def instrument_app(app: Starlette, **options: Any) -> TenantTraceMiddleware:
         return middleware
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    # Outermost, tenant-trace sees a `Rejection` from a route only after Starlette's error
+    # middleware turned it into a 500: answer it inside, as the middleware would.
+    app.add_exception_handler(Rejection, _answer_rejection)
     app.middleware_stack = None  # rebuilt, with tenant-trace outside, on the next call
     setattr(app, _MARK, middleware)
     return middleware
+
+
+def _answer_rejection(request: Request, exc: Exception) -> Response:
+    refusal = refuse(exc if isinstance(exc, Rejection) else Rejection(500, "error", "error"))
+    return Response(refusal.body, refusal.status, headers=dict(refusal.headers))

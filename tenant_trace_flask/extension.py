@@ -11,14 +11,16 @@ turns into a 500 recorded on the span.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from tenant_trace.context import get_current_tenant, require_tenant
+from tenant_trace.context import get_current_tenant
 from tenant_trace.errors import (
     ConfigurationError,
     MissingDependencyError,
     OptionNameError,
     Rejection,
+    missing_tenant,
 )
 from tenant_trace.resolve.policy import unknown_options
 from tenant_trace.server.lifecycle import get_current_request, handled_exception
@@ -27,7 +29,16 @@ from tenant_trace.server.refusal import refuse
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 
 try:
-    from flask import Flask, Response, g, got_request_exception, request, request_started
+    from flask import (
+        Flask,
+        Response,
+        current_app,
+        g,
+        got_request_exception,
+        request,
+        request_started,
+    )
+    from werkzeug.exceptions import HTTPException
 except ImportError:  # pragma: no cover - depends on the environment
     raise MissingDependencyError("flask", "flask") from None
 
@@ -41,6 +52,9 @@ OPTIONS = MIDDLEWARE_OPTIONS
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+logger = logging.getLogger("tenant_trace")
+_warned: list[bool] = []
 
 
 class TenantTrace:
@@ -109,6 +123,25 @@ class TenantTrace:
         }
         options.update(self._options)
         return options
+
+
+def require_tenant() -> str:
+    """The current tenant id; without one, a 401 with the usual JSON body (``missing_tenant``),
+    also in an app where the extension is not installed (an error is logged once)."""
+    tenant = get_current_tenant()
+    if tenant is not None:
+        return tenant
+    rejection = missing_tenant()
+    if EXTENSION_KEY in current_app.extensions:
+        raise rejection
+    if not _warned:
+        _warned.append(True)
+        logger.error(
+            "tenant_trace: require_tenant ran in the Flask app %r, which has no TenantTrace "
+            "extension: add TenantTrace(app)",
+            current_app.name,
+        )
+    raise HTTPException(response=_answer_rejection(rejection))
 
 
 def _answer_rejection(rejection: Rejection) -> Response:

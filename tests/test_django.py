@@ -723,3 +723,21 @@ def test_reused_wsgi_thread_forgets_the_previous_tenant(spans: Spans) -> None:
     assert first.attributes and first.attributes["tenant.id"] == "tenant-a"
     assert second.attributes is not None
     assert "tenant.id" not in second.attributes
+
+
+async def tenant_from_query_async(request: RequestView) -> str | None:
+    return None
+
+
+def test_an_async_resolver_is_improperly_configured_under_wsgi() -> None:
+    from tenant_trace_django.middleware import TenantTraceMiddleware
+
+    resolver = "tests.test_django.tenant_from_query_async"
+    with override_settings(TENANT_TRACE={"resolver": resolver}):
+        with pytest.raises(ImproperlyConfigured, match=r"is async.*ASGI"):
+            TenantTraceMiddleware(lambda request: JsonResponse({}))
+
+        async def get_response(request: HttpRequest) -> JsonResponse:
+            return JsonResponse({})
+
+        assert TenantTraceMiddleware(get_response).async_mode

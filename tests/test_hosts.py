@@ -108,9 +108,13 @@ def test_no_host_header_gives_no_tenant() -> None:
     assert RESOLVER(RequestView()) is None
 
 
-def test_international_labels_become_punycode() -> None:
-    assert RESOLVER(host_view("bücher.example.com")) == Tenant("xn--bcher-kva", "subdomain")
-    assert RESOLVER(host_view("XN--BCHER-KVA.example.com")) == Tenant("xn--bcher-kva", "subdomain")
+def test_international_labels_are_the_unicode_id_other_sources_carry() -> None:
+    # Unicode, punycode and UTF-8 bytes (as a server hands them over, in latin-1) agree.
+    for host in ("bücher.example.com", "XN--BCHER-KVA.example.com", "bÃ¼cher.example.com"):
+        assert RESOLVER(host_view(host)) == Tenant("bücher", "subdomain")
+    assert RESOLVER(host_view("\uff21\uff23\uff2d\uff25.example.com")) == Tenant(
+        "acme", "subdomain"
+    )
 
 
 def test_an_international_base_domain_is_matched_in_punycode() -> None:

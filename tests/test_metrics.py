@@ -30,7 +30,13 @@ from starlette.testclient import TestClient
 import tenant_trace
 from tenant_trace import ConfigurationError, metrics
 from tenant_trace.context import Tenant, require_tenant
-from tenant_trace.metrics import OTHER, RUN_DURATION_BUCKETS, TenantCap, build_metric_readers
+from tenant_trace.metrics import (
+    ADMIT_AFTER,
+    OTHER,
+    RUN_DURATION_BUCKETS,
+    TenantCap,
+    build_metric_readers,
+)
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tests.conftest import Spans
@@ -63,10 +69,12 @@ class Points:
 def points() -> Iterator[Points]:
     """Metrics go to a fresh provider with an in-memory reader for this test."""
     reader = InMemoryMetricReader()
-    saved = metrics.record._instruments
+    saved, kept = metrics.record._instruments, set(metrics.record._policy_kept)
+    metrics.record._policy_kept.clear()  # the allowed= tenants of other tests' middleware
     metrics.configure(meter_provider=MeterProvider([reader], shutdown_on_exit=False))
     yield Points(reader)
     metrics.record._instruments = saved
+    metrics.record._policy_kept.update(kept)
 
 
 # --- an app -----------------------------------------------------------------------------------
@@ -387,8 +395,9 @@ def test_5000_tenants_make_at_most_n_plus_1_series() -> None:
     metrics.configure(meter_provider=provider, max_tenants=1000, always_kept=())
     try:
         started = time.monotonic()
-        for i in range(5000):
-            metrics.record_run(Tenant(f"tenant-{i:05d}", "header"), started, None)
+        for i in range(5000):  # each with sustained traffic, so that every slot can be taken
+            for _ in range(ADMIT_AFTER):
+                metrics.record_run(Tenant(f"tenant-{i:05d}", "header"), started, None)
         series = tenant_series(registry, "tenant_trace_run_duration_seconds")
         assert len(series) == 1000 + 1
         assert OTHER in series
@@ -401,7 +410,8 @@ def test_5000_tenants_make_at_most_n_plus_1_series() -> None:
             for s in m.samples
             if s.name == "tenant_trace_metrics_tenant_overflow_total"
         )
-        assert overflow == 4000
+        # The second half of the cap waited ADMIT_AFTER runs; the rest never got in.
+        assert overflow == 500 * (ADMIT_AFTER - 1) + 4000 * ADMIT_AFTER
     finally:
         provider.shutdown()
         metrics.record._instruments = saved
@@ -410,7 +420,7 @@ def test_5000_tenants_make_at_most_n_plus_1_series() -> None:
 def test_spans_keep_the_real_tenant_beyond_the_cap(
     client: TestClient, points: Points, spans: Spans
 ) -> None:
-    metrics.configure(max_tenants=1)
+    metrics.configure(max_tenants=1, always_kept=())
     client.get("/", headers=tenant("first"))
     client.get("/", headers=tenant("second"))
     assert {a["tenant.id"] for a in points.attributes("tenant_trace.run.duration")} == {
@@ -425,6 +435,54 @@ def test_spans_keep_the_real_tenant_beyond_the_cap(
     assert overflow.value == 1
 
 
+def runs_of(points: Points, name: str) -> int:
+    return sum(
+        p.count
+        for p in points.of("tenant_trace.run.duration")
+        if p.attributes.get("tenant.id") == name
+    )
+
+
+def test_a_flood_of_made_up_tenants_does_not_push_a_real_one_out(
+    client: TestClient, points: Points
+) -> None:
+    """The hardening issue, item 6: 1,000 made-up header tenants, one request each, with a
+    cap of 100; then a real tenant's 30 runs, failing, still get a series of their own."""
+    metrics.configure(max_tenants=100, always_kept=())
+    for i in range(1000):
+        assert client.get("/", headers=tenant(f"made-up-{i}")).status_code == 200
+    for _ in range(30):
+        assert client.get("/boom", headers=tenant("acme")).status_code == 500
+    assert runs_of(points, "acme") == 30 - (ADMIT_AFTER - 1)
+    errors = [
+        p
+        for p in points.of("tenant_trace.run.duration")
+        if dict(p.attributes) == {"tenant.id": "acme", "outcome": "error", "error.type": "Boom"}
+    ]
+    assert errors, "its failures are on its own series, where its alerts can fire"
+    kept = {a.get("tenant.id") for a in points.attributes("tenant_trace.run.duration")}
+    assert len(kept - {OTHER}) <= 100
+
+
+def test_allowed_tenants_are_always_kept_on_metrics(points: Points) -> None:
+    metrics.configure(max_tenants=0, always_kept=())
+    client = make_app(allowed={"vip", "acme"})
+    for name in ("vip", "acme"):
+        assert client.get("/", headers=tenant(name)).status_code == 200
+        assert runs_of(points, name) == 1
+    metrics.configure(max_tenants=0)  # init() again later: the allowed stay kept
+    assert metrics.record._get().cap.label("vip") == "vip"
+
+
+@pytest.mark.parametrize("reserved", [OTHER, "__default__"])
+def test_reserved_ids_cannot_be_claimed(client: TestClient, reserved: str) -> None:
+    response = client.get("/", headers=tenant(reserved))
+    assert response.status_code == 400
+    assert "reserved" in response.json()["detail"]
+    with pytest.raises(tenant_trace.InvalidTenantError):
+        tenant_trace.set_tenant(reserved)
+
+
 def test_configure_keeps_what_is_not_given(points: Points) -> None:
     metrics.configure(max_tenants=5, always_kept={"vip"})
     metrics.configure(max_tenants=7)
@@ -437,7 +495,13 @@ def test_configure_keeps_what_is_not_given(points: Points) -> None:
 
 def test_allow_listed_tenants_are_always_kept() -> None:
     cap = TenantCap(2, always={"vip"})
-    assert [cap.label(t) for t in ["a", "b", "c", "vip", "a"]] == ["a", "b", OTHER, "vip", "a"]
+    assert [cap.label(t, run=True) for t in ["a", "b", "c", "vip", "a"]] == [
+        "a",
+        OTHER,  # the second half of the cap waits for sustained traffic
+        OTHER,
+        "vip",
+        "a",
+    ]
     assert cap.size == 4
     assert TenantCap(0, always={"vip"}).label("a") == OTHER
 
@@ -451,16 +515,18 @@ def test_the_cap_is_exact_under_threads() -> None:
         barrier.wait()
         for i in range(600):
             name = f"t{(n * 600 + i) % 3000}"  # threads overlap on some ids
-            labels.setdefault(name, set()).add(cap.label(name))
+            for _ in range(ADMIT_AFTER):
+                labels.setdefault(name, set()).add(cap.label(name, run=True))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    kept = {name for name, got in labels.items() if got == {name}}
+    kept = {name for name, got in labels.items() if name in got}
     assert len(kept) == 1000
-    assert all(got in ({name}, {OTHER}) for name, got in labels.items()), "a label changed"
+    assert all(got <= {name, OTHER} for name, got in labels.items()), "a label was mixed up"
+    assert all(cap.label(name) == name for name in kept), "a kept tenant was dropped"
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def instrumented() -> Iterator[list[str]]:
     yield enabled
     import importlib
 
-    for name, module, cls in KNOWN:
+    for name, module, cls, _package in KNOWN:
         if name in enabled:
             getattr(importlib.import_module(module), cls)().uninstrument()
 

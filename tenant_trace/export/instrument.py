@@ -3,29 +3,76 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
 __all__ = ["auto_instrument"]
 
 logger = logging.getLogger("tenant_trace")
 
-# (name, module, instrumentor class): each is used only when its package is installed.
+# (name, module, instrumentor class, package): each is used only when its package is installed.
 KNOWN = (
-    ("openai", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor"),
-    ("anthropic", "opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor"),
-    ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    ("requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+    (
+        "openai",
+        "opentelemetry.instrumentation.openai_v2",
+        "OpenAIInstrumentor",
+        "opentelemetry-instrumentation-openai-v2",
+    ),
+    (
+        "anthropic",
+        "opentelemetry.instrumentation.anthropic",
+        "AnthropicInstrumentor",
+        "opentelemetry-instrumentation-anthropic",
+    ),
+    (
+        "httpx",
+        "opentelemetry.instrumentation.httpx",
+        "HTTPXClientInstrumentor",
+        "opentelemetry-instrumentation-httpx",
+    ),
+    (
+        "requests",
+        "opentelemetry.instrumentation.requests",
+        "RequestsInstrumentor",
+        "opentelemetry-instrumentation-requests",
+    ),
 )
 
 
 def auto_instrument() -> list[str]:
     """Instrument every known client library whose instrumentation is installed; returns the
-    names of those now instrumented (their spans then carry the tenant like any other)."""
+    names of those now instrumented (their spans then carry the tenant like any other).
+
+    An instrumentation that is installed but cannot work (it fails to import, or the
+    library it instruments is at a version it does not support) is a WARNING that names
+    the package and the fix; one whose library is not installed is left alone."""
     enabled = []
-    for name, module, cls in KNOWN:
+    for name, module, cls, package in KNOWN:
         try:
+            if importlib.util.find_spec(module) is None:
+                continue
             instrumentor = getattr(importlib.import_module(module), cls)()
-        except (ImportError, AttributeError):
+        except Exception as exc:
+            logger.warning(
+                "tenant_trace: the %s instrumentation is installed but does not import (%s): "
+                "pip install -U %s, or uninstall it",
+                name,
+                exc,
+                package,
+            )
+            continue
+        conflicts = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
+        if conflicts is not None:
+            if conflicts.found is not None:  # the library is there, at a version not supported
+                logger.warning(
+                    "tenant_trace: %s is not instrumented: %s; install a version of %s "
+                    "that supports it",
+                    name,
+                    conflicts,
+                    package,
+                )
             continue
         try:
             if not instrumentor.is_instrumented_by_opentelemetry:

@@ -31,19 +31,22 @@ A run is one traced request, or a `start_trace` run outside any request; ``outco
 the exception's class, or the 5xx status code. A rejected request carries no tenant: the
 rejected value is never written to telemetry.
 
-At most `DEFAULT_MAX_TENANTS` distinct ``tenant.id`` values (configurable, plus an allow-list
-that is always kept) appear per process; later ones are recorded as `OTHER` and counted by
-``tenant_trace.metrics.tenant_overflow``. Spans and logs keep the real id. Recording never
-raises into the application.
+At most `DEFAULT_MAX_TENANTS` distinct ``tenant.id`` values (configurable, plus the ids that
+are always kept: ``metric_tenants=`` and a middleware's ``allowed=``) appear per process; the
+second half of the cap goes only to tenants with sustained traffic (`TenantCap`), and the
+others are recorded as `OTHER` and counted by ``tenant_trace.metrics.tenant_overflow``.
+Spans and logs keep the real id. Recording never raises into the application.
 """
 
 from .expose import build_metric_readers, install
 from .record import (
+    ADMIT_AFTER,
     DEFAULT_MAX_TENANTS,
     OTHER,
     RUN_DURATION_BUCKETS,
     TenantCap,
     configure,
+    keep_tenants,
     record_llm_call,
     record_rejection,
     record_request,
@@ -53,6 +56,7 @@ from .record import (
 )
 
 __all__ = [
+    "ADMIT_AFTER",
     "DEFAULT_MAX_TENANTS",
     "OTHER",
     "RUN_DURATION_BUCKETS",
@@ -60,6 +64,7 @@ __all__ = [
     "build_metric_readers",
     "configure",
     "install",
+    "keep_tenants",
     "record_llm_call",
     "record_rejection",
     "record_request",

@@ -16,12 +16,14 @@ from ..context import Tenant, current
 from ..errors import ConfigurationError
 
 __all__ = [
+    "ADMIT_AFTER",
     "DEFAULT_MAX_TENANTS",
     "OTHER",
     "RUN_DURATION_BUCKETS",
     "STREAMS_PER_TENANT",
     "TenantCap",
     "configure",
+    "keep_tenants",
     "record_llm_call",
     "record_rejection",
     "record_request",
@@ -41,21 +43,28 @@ RUN_DURATION_BUCKETS = (
 )  # fmt: skip
 # The bucket boundaries the GenAI semantic conventions advise.
 OPERATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
+#: Runs a tenant id needs, once half the cap is taken, to get a series of its own.
+ADMIT_AFTER = 5
 # Metric streams one tenant may need across outcomes, error types, models and tools: the
 # SDK's per-instrument limit (2000 by default) is raised to this times the tenant cap.
 STREAMS_PER_TENANT = 32
 
 
 class TenantCap:
-    """Which tenant ids metrics keep: the first `limit` seen, plus `always`; others are
-    `OTHER`. Thread-safe; O(1) per call (a set lookup, a lock only to admit a new id).
+    """Which tenant ids metrics keep; others are recorded as `OTHER`. Thread-safe; O(1) per
+    call (a set lookup, a lock only for an id not kept yet).
+
+    The first half of `limit` goes to the first ids seen. The second half goes only to ids
+    with sustained traffic: `ADMIT_AFTER` runs while they wait (counted in a bounded table
+    that ages under a flood), so made-up ids sent once each cannot fill the cap and push a
+    real tenant into `OTHER`. The ids in `always` are kept whatever the traffic.
 
     Args:
         limit: distinct tenant ids kept besides `always` (0: only `always`).
         always: tenant ids that are always kept and do not count toward `limit`.
     """
 
-    __slots__ = ("_always", "_kept", "_lock", "limit")
+    __slots__ = ("_always", "_kept", "_lock", "_waiting", "limit")
 
     def __init__(self, limit: int = DEFAULT_MAX_TENANTS, always: Iterable[str] = ()) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -65,6 +74,7 @@ class TenantCap:
         self.limit = limit
         self._always = frozenset(always)
         self._kept: set[str] = set()
+        self._waiting: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -80,17 +90,34 @@ class TenantCap:
         """The most distinct labels this cap gives out, `OTHER` included."""
         return self.limit + len(self._always) + 1
 
-    def label(self, tenant_id: str) -> str:
-        """`tenant_id`, or `OTHER` once `limit` other ids are kept."""
+    def keep(self, tenant_ids: Iterable[str]) -> None:
+        """Always keep `tenant_ids` too (a middleware's ``allowed=`` tenants)."""
+        with self._lock:
+            self._always = self._always | frozenset(tenant_ids)
+
+    def label(self, tenant_id: str, run: bool = False) -> str:
+        """`tenant_id` if it is kept or now admitted, else `OTHER`; `run`: this measurement
+        is a run, which counts toward admission to the second half of the cap."""
         if tenant_id in self._kept or tenant_id in self._always:
             return tenant_id
         with self._lock:
             if tenant_id in self._kept:
                 return tenant_id
-            if len(self._kept) < self.limit:
-                self._kept.add(tenant_id)
-                return tenant_id
-        return OTHER
+            kept = len(self._kept)
+            if kept >= self.limit:
+                return OTHER
+            if 2 * kept >= self.limit:
+                if not run:
+                    return OTHER
+                runs = self._waiting.pop(tenant_id, 0) + 1
+                if runs < ADMIT_AFTER:
+                    if len(self._waiting) >= max(self.limit, 64):
+                        # A flood of new ids: halve every count, forget those at 0.
+                        self._waiting = {t: n // 2 for t, n in self._waiting.items() if n > 1}
+                    self._waiting[tenant_id] = runs
+                    return OTHER
+            self._kept.add(tenant_id)
+            return tenant_id
 
 
 class _Instruments:
@@ -157,11 +184,12 @@ class _Instruments:
             description="Measurements recorded as tenant __other__: the tenant cap was full.",
         )
 
-    def attributes(self, tenant: Tenant | None) -> dict[str, Any]:
-        """The tenant attribute, capped (none when the request has no tenant)."""
+    def attributes(self, tenant: Tenant | None, run: bool = False) -> dict[str, Any]:
+        """The tenant attribute, capped (none when the request has no tenant); `run`: see
+        `TenantCap.label`."""
         if tenant is None:
             return {}
-        label = self.cap.label(tenant.id)
+        label = self.cap.label(tenant.id, run)
         if label is OTHER:  # identity: a tenant really named "__other__" is no overflow
             self.overflow.add(1)
         return {"tenant.id": label}
@@ -169,6 +197,7 @@ class _Instruments:
 
 _instruments: _Instruments | None = None
 _configure_lock = threading.Lock()
+_policy_kept: set[str] = set()  # `keep_tenants`
 
 
 def configure(
@@ -188,9 +217,9 @@ def configure(
             cap = old.cap  # the same cap: the tenants it kept stay kept
         else:
             default = old.cap if old is not None else TenantCap()
+            always = default.always if always_kept is None else frozenset(always_kept)
             cap = TenantCap(
-                default.limit if max_tenants is None else max_tenants,
-                default.always if always_kept is None else always_kept,
+                default.limit if max_tenants is None else max_tenants, always | _policy_kept
             )
         _instruments = instruments = _Instruments(meter_provider, cap)
     return instruments
@@ -200,11 +229,20 @@ def _get() -> _Instruments:
     return _instruments or configure()
 
 
+def keep_tenants(tenant_ids: Iterable[str]) -> None:
+    """Always keep `tenant_ids` on metrics, beyond the cap (a middleware's ``allowed=``),
+    also after a later `configure`."""
+    ids = frozenset(tenant_ids)
+    with _configure_lock:
+        _policy_kept.update(ids)
+    _get().cap.keep(ids)
+
+
 def record_run(tenant: Tenant | None, started: float, error_type: str | None) -> None:
     """A run ended: `started` is its `time.monotonic()` start; `error_type` says it failed."""
     try:
         instruments = _get()
-        attributes = instruments.attributes(tenant)
+        attributes = instruments.attributes(tenant, run=True)
         attributes["outcome"] = "error" if error_type else "success"
         if error_type:
             attributes["error.type"] = error_type

@@ -18,8 +18,10 @@ never pass downstream as if this service had vouched for it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
@@ -47,6 +49,8 @@ INTERNAL_TENANT_HEADER = "X-Internal-Tenant-ID"
 #: The baggage entry that `BaggageResolver` reads by default and `inject` never forwards.
 BAGGAGE_TENANT_KEY = "tenant.id"
 
+logger = logging.getLogger("tenant_trace")
+
 C = TypeVar("C", bound="httpx.Client | httpx.AsyncClient")
 S = TypeVar("S", bound="requests.Session")
 
@@ -61,8 +65,10 @@ def inject(
 
     Args:
         headers: the outgoing headers (a dict, ``httpx.Headers``, a requests header dict).
-        tenant_header: also send the current tenant under this header; without a tenant
-            the header is removed, so a value copied from an incoming request never passes.
+        tenant_header: also send the current tenant under this header, percent-encoded
+            as UTF-8 (``café`` is ``caf%C3%A9``, as in W3C baggage; `TrustedHeaderResolver`
+            decodes it); without a tenant the header is removed, so a value copied from an
+            incoming request never passes.
         baggage_key: also send the current tenant as this W3C baggage entry (off by default;
             only for a receiver that trusts this service's baggage, `BaggageResolver`).
     """
@@ -83,7 +89,7 @@ def inject(
         if tenant is None:
             headers.pop(tenant_header, None)
         else:
-            headers[tenant_header] = tenant.id
+            headers[tenant_header] = quote(tenant.id, safe="")
 
 
 def outbound_headers(
@@ -106,7 +112,11 @@ class _Options:
         return f"tenant_header={self.tenant_header!r}, baggage_key={self.baggage_key!r}"
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        inject(headers, tenant_header=self.tenant_header, baggage_key=self.baggage_key)
+        """`inject`, from a client's hook: a failure is logged, never raised into the call."""
+        try:
+            inject(headers, tenant_header=self.tenant_header, baggage_key=self.baggage_key)
+        except Exception:
+            logger.warning("tenant_trace: could not add the trace context to a call", exc_info=True)
 
 
 class _HttpxHook(_Options):

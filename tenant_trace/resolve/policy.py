@@ -79,7 +79,16 @@ class TenantPolicy:
             ``*`` is a prefix.
     """
 
-    __slots__ = ("_allowed", "_exact", "_prefixes", "default", "pattern", "required", "resolver")
+    __slots__ = (
+        "_allowed",
+        "_exact",
+        "_prefixes",
+        "allowed_ids",
+        "default",
+        "pattern",
+        "required",
+        "resolver",
+    )
 
     def __init__(
         self,
@@ -117,10 +126,13 @@ class TenantPolicy:
         if isinstance(allowed, str) or isinstance(exclude_paths, str):
             name = "allowed" if isinstance(allowed, str) else "exclude_paths"
             raise ConfigurationError(f"{name} must be a collection, not a string")
+        #: The allowed tenant ids, when given as a collection (metrics always keep them).
+        self.allowed_ids: frozenset[str] = frozenset()
         if allowed is None or callable(allowed):
             self._allowed = allowed
         else:
-            self._allowed = frozenset(allowed).__contains__
+            self.allowed_ids = frozenset(allowed)
+            self._allowed = self.allowed_ids.__contains__
         paths = list(exclude_paths)
         self._exact = frozenset(p for p in paths if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))

@@ -9,6 +9,7 @@ middleware never blocks the event loop.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
@@ -28,6 +29,7 @@ __all__ = [
     "SubdomainResolver",
     "TrustedHeaderResolver",
     "as_resolver",
+    "check_sync",
     "resolve_async",
 ]
 
@@ -105,6 +107,22 @@ class TrustedHeaderResolver(HeaderResolver):
     def __repr__(self) -> str:
         return f"TrustedHeaderResolver({self.name!r})"
 
+    def __call__(self, view: RequestView) -> Tenant | None:
+        values = view.get_all(self.name)
+        if not values:
+            return None
+        if len(values) > 1 or "," in values[0]:
+            raise Rejection(400, "duplicate_header", f"{self.name} header has more than one value")
+        # Percent-encoded by the sender (`tenant_trace.inject`), as W3C baggage values are.
+        return checked_tenant(_percent_decoded(values[0], self.name), self.source, self.name)
+
+
+def _percent_decoded(value: str, where: str) -> str:
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise Rejection(400, "invalid_tenant", f"{where}: not UTF-8") from None
+
 
 class BaggageResolver(BaseResolver):
     """The tenant from an entry of the W3C ``baggage`` header (default ``tenant.id``).
@@ -131,12 +149,7 @@ class BaggageResolver(BaseResolver):
             for member in header.split(","):
                 name, sep, value = member.partition(";")[0].partition("=")
                 if sep and name.strip() == self.key:
-                    try:
-                        found.add(unquote(value.strip(), errors="strict"))
-                    except UnicodeDecodeError:
-                        raise Rejection(
-                            400, "invalid_tenant", f"baggage {self.key}: not UTF-8"
-                        ) from None
+                    found.add(_percent_decoded(value.strip(), f"baggage {self.key}"))
         if not found:
             return None
         if len(found) > 1:
@@ -206,8 +219,18 @@ class SubdomainResolver(BaseResolver):
                     )
                 if label in self.ignore:
                     return None
-                return checked_tenant(label, self.source, "subdomain")
+                return checked_tenant(_unicode_label(label), self.source, "subdomain")
         return None
+
+
+def _unicode_label(label: str) -> str:
+    """A punycode label in the Unicode form other sources carry (``xn--caf-dma``: ``café``)."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        raise Rejection(400, "invalid_host", "Host header has an invalid punycode label") from None
 
 
 class PathResolver(BaseResolver):
@@ -232,7 +255,8 @@ class PathResolver(BaseResolver):
 
 
 class _CallableResolver:
-    """Wraps a user function that may return a string, a `Tenant` or ``None``."""
+    """Wraps a user function that may return a string, a `Tenant` or ``None``; an
+    ``async def`` one is awaited by the ASGI middleware and refused by a WSGI one."""
 
     __slots__ = ("func", "source")
 
@@ -245,6 +269,19 @@ class _CallableResolver:
 
     def __call__(self, view: RequestView) -> Tenant | None:
         result = self.func(view)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited, and not to be warned about as such
+            raise ConfigurationError(_sync_only(self.func))
+        return self._tenant(result)
+
+    async def aresolve(self, view: RequestView) -> Tenant | None:
+        result = self.func(view)
+        if inspect.isawaitable(result):
+            result = await result
+        return self._tenant(result)
+
+    def _tenant(self, result: object) -> Tenant | None:
         if result is None:
             return None
         if isinstance(result, Tenant):
@@ -252,8 +289,29 @@ class _CallableResolver:
         return checked_tenant(result, self.source, self.source)
 
 
+def _sync_only(func: object) -> str:
+    return (
+        f"the resolver {func!r} is async, and this server is not: a WSGI app cannot await "
+        "it. Make it a plain function, or serve the app with ASGI"
+    )
+
+
+def check_sync(resolver: object) -> None:
+    """Raise `ConfigurationError` when `resolver`, or a source of a chain, is an
+    ``async def`` function that a WSGI server would have to await."""
+    if isinstance(resolver, ChainResolver):
+        for source in resolver.resolvers:
+            check_sync(source)
+    elif isinstance(resolver, _CallableResolver):
+        func = resolver.func
+        call = getattr(func, "__call__", None)  # noqa: B004 (an instance's async __call__)
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call):
+            raise ConfigurationError(_sync_only(func))
+
+
 def as_resolver(func: Callable[[RequestView], object], *, source: str = "custom") -> Resolver:
-    """Turn any function ``view -> str | Tenant | None`` into a resolver."""
+    """Turn any function ``view -> str | Tenant | None`` (or an ``async def`` one, for
+    ASGI servers) into a resolver."""
     if isinstance(func, BaseResolver):
         return func
     return _CallableResolver(func, source)

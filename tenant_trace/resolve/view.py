@@ -8,7 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RequestView"]
+__all__ = ["RequestView", "header_text"]
+
+
+def header_text(value: str) -> str:
+    """A header value as text. Servers hand header bytes over as latin-1 characters; bytes
+    that are valid UTF-8 are read as UTF-8 (``café`` sent by any client is ``café``), any
+    others stay latin-1. The same rule for every server and every header."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 class RequestView:
@@ -45,7 +57,7 @@ class RequestView:
     def get_all(self, name: str) -> list[str]:
         """Every value of header `name`, in order (empty when absent)."""
         name = name.lower()
-        return [v for k, v in self._headers if k == name]
+        return [header_text(v) for k, v in self._headers if k == name]
 
     def get(self, name: str) -> str | None:
         """The first value of header `name`, or ``None``."""
@@ -89,7 +101,7 @@ class _AsgiView(RequestView):
 
     def get_all(self, name: str) -> list[str]:
         key = name.lower().encode("latin-1")
-        return [v.decode("latin-1") for k, v in self._pairs if k.lower() == key]
+        return [header_text(v.decode("latin-1")) for k, v in self._pairs if k.lower() == key]
 
 
 class _WsgiView(RequestView):
@@ -107,4 +119,4 @@ class _WsgiView(RequestView):
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
         value = self.raw.get(key)
-        return [] if value is None else [value]
+        return [] if value is None else [header_text(value)]

@@ -22,7 +22,10 @@ from .refusal import refuse
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["TenantTraceASGIMiddleware"]
+__all__ = ["INSTALLED", "TenantTraceASGIMiddleware"]
+
+#: The scope key that tells code inside the app that the middleware saw the request.
+INSTALLED = "tenant_trace.installed"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,8 +63,12 @@ class TenantTraceASGIMiddleware:
         if kind == "lifespan":
             await self.app(scope, receive, _flushed_at_shutdown(send))
             return
-        if kind not in ("http", "websocket") or stays_out(self.policy, scope.get("path", "")):
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        scope[INSTALLED] = True
+        if stays_out(self.policy, scope.get("path", "")):
+            await _answering_rejections(self.app, scope, receive, send)
             return
         view = RequestView.from_asgi(scope)
         try:
@@ -90,6 +97,24 @@ class TenantTraceASGIMiddleware:
                     raise
                 request.set_status_code(rejection.status)
                 await _refuse(scope, send, rejection)
+
+
+async def _answering_rejections(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run a request the middleware leaves alone (an excluded path), answering a `Rejection`
+    the application raises (`require_tenant`) like the middleware's own."""
+    started = False
+
+    async def watched(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, watched)
+    except Rejection as rejection:
+        if started or scope["type"] != "http":
+            raise
+        await _refuse(scope, send, rejection)
 
 
 def _flushed_at_shutdown(send: Send) -> Send:

@@ -20,6 +20,7 @@ from typing import Any, overload
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import metrics
@@ -89,14 +90,16 @@ class RequestTracer:
         tracing: ``False`` keeps only the tenant context (no span at all).
     """
 
-    __slots__ = ("_tracer", "tracing")
+    __slots__ = ("_provider", "_tracer", "_unchecked", "tracing")
 
     def __init__(
         self, *, tracer_provider: trace.TracerProvider | None = None, tracing: bool = True
     ) -> None:
         if not isinstance(tracing, bool):
             raise ConfigurationError("tracing must be True or False")
+        self._provider = tracer_provider
         self._tracer = tracer("tenant_trace", tracer_provider)
+        self._unchecked = tracing
         self.tracing = tracing
 
     def __repr__(self) -> str:
@@ -118,6 +121,9 @@ class RequestTracer:
             websocket: a websocket session rather than an HTTP request.
             route: reads the matched route template when the request ends.
         """
+        if self._unchecked:
+            self._unchecked = False
+            _check_provider(self._provider or trace.get_tracer_provider())
         return ActiveRequest(self, view, tenant, websocket, route)
 
     def _open(
@@ -146,6 +152,16 @@ class RequestTracer:
             attributes["tenant.source"] = tenant.source
         span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes)
         return span, trace.set_span_in_context(span, parent)
+
+
+def _check_provider(provider: trace.TracerProvider) -> None:
+    """Warn, at the first request, when no SDK provider records spans (a missing `init()`)."""
+    if not isinstance(provider, TracerProvider):
+        logger.warning(
+            "tenant_trace: the tracer provider is %s, so no span is recorded: call "
+            "tenant_trace.init() at start-up, before the first request",
+            type(provider).__name__,
+        )
 
 
 _Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from .. import metrics
 from ..errors import ConfigurationError, OptionNameError
 from ..resolve.policy import (
     POLICY_OPTIONS,
@@ -51,7 +52,10 @@ def configure(**options: Unpack[MiddlewareOptions]) -> tuple[TenantPolicy, Reque
     tracer = RequestTracer(
         tracer_provider=options.pop("tracer_provider", None), tracing=options.pop("tracing", True)
     )
-    return build_policy(**options), tracer
+    policy = build_policy(**options)
+    if policy.allowed_ids:
+        metrics.keep_tenants(policy.allowed_ids)
+    return policy, tracer
 
 
 def options_from(value: object, where: str) -> dict[str, Any]:

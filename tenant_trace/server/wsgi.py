@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import Tenant
 from ..errors import Rejection
+from ..resolve.resolvers import check_sync
 from ..resolve.view import RequestView
 from .lifecycle import stays_out
 from .options import MiddlewareOptions, configure
@@ -39,6 +40,9 @@ class TenantTraceWSGIMiddleware:
         policy: a `TenantPolicy`; or give its options (``resolver=``, ``required=`` ...).
         tracer_provider: the provider for the root span (default: the global one).
         tracing: ``False`` keeps the tenant context only, with no span.
+
+    Raises:
+        ConfigurationError: an option is invalid, or the resolver is ``async def``.
     """
 
     def __init__(
@@ -48,10 +52,11 @@ class TenantTraceWSGIMiddleware:
     ) -> None:
         self.app = app
         self.policy, self.tracer = configure(**options)
+        check_sync(self.policy.resolver)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if stays_out(self.policy, environ.get("PATH_INFO", "")):
-            return self.app(environ, start_response)
+            return self._answering_rejections(environ, start_response)
         view = RequestView.from_wsgi(environ)
         try:
             tenant = self.policy.resolve(view)
@@ -60,6 +65,24 @@ class TenantTraceWSGIMiddleware:
         environ["tenant_trace.tenant_id"] = tenant and tenant.id
         context = contextvars.copy_context()
         return context.run(self._call, context, view, tenant, environ, start_response)
+
+    def _answering_rejections(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Run a request the middleware leaves alone (an excluded path), answering a
+        `Rejection` the application raises (`require_tenant`) like the middleware's own."""
+        started: list[str] = []
+
+        def watched(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, watched)
+        except Rejection as rejection:
+            if started:
+                raise
+            return _refuse(start_response, rejection)
 
     def _call(
         self,

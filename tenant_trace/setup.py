@@ -104,7 +104,8 @@ def init(
             them; default: the file ``TENANT_TRACE_PRICES`` names. A model without a price
             has its tokens counted and its cost unknown.
         auto_instrument: switch on the installed OpenTelemetry instrumentations of LLM and
-            HTTP clients (openai, anthropic, httpx, requests); the log says which.
+            HTTP clients and of LangChain (openai, anthropic, langchain, httpx, requests); the
+            log says which.
         json_logs: write JSON log lines with tenant, trace, span and agent ids on stderr
             (`tenant_trace.configure_logging()` with its defaults).
         instrument_threads: make `ThreadPoolExecutor.submit` (so `loop.run_in_executor`)

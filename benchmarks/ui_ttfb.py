@@ -64,11 +64,11 @@ def fill(db: Path, runs: int, tenants: int, now_ns: int) -> dict[str, str]:
             {
                 "tenant.id": tenant,
                 "http.route": "/chat",
-                "gen_ai.usage.input_tokens": 500,
-                "gen_ai.usage.output_tokens": 50,
+                "tenant_trace.usage.input_tokens": 500,
+                "tenant_trace.usage.output_tokens": 50,
                 "tenant_trace.run.tool_calls": 1,
                 "tenant_trace.run.tool_errors": int(fails),
-                "tenant_trace.run.cost_usd": 0.0001,
+                "tenant_trace.usage.cost_usd": 0.0001,
             }
         )
         with trace.use_span(root, end_on_exit=False):

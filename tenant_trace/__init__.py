@@ -21,6 +21,7 @@ from .agent import (
     Step,
     ToolCall,
     get_current_step,
+    identity,
     llm_call,
     memory,
     retrieval,
@@ -48,6 +49,7 @@ from .errors import (
     TenantTraceError,
 )
 from .export import TenantSampler, TenantSpanProcessor
+from .identity import Identity, get_current_identity
 from .logs import TenantLogFilter, configure_logging
 from .propagate import (
     ContextExecutor,
@@ -84,6 +86,7 @@ __all__ = [
     "ConfigurationError",
     "ContextExecutor",
     "HeaderResolver",
+    "Identity",
     "InvalidTenantError",
     "JWTResolver",
     "LLMCall",
@@ -116,11 +119,13 @@ __all__ = [
     "configure_logging",
     "current_request",
     "current_step",
+    "get_current_identity",
     "get_current_request",
     "get_current_step",
     "get_current_tenant",
     "get_current_tenant_source",
     "get_tenant_source",
+    "identity",
     "init",
     "instrument_celery",
     "instrument_threads",

@@ -27,6 +27,10 @@ from .export.sampling import TenantSampler
 from .export.store import SQLiteSpanExporter
 from .metrics import install as install_metrics
 from .redaction import Redactor, configure_redaction
+from .usage import Ledger, UsageSpanProcessor
+from .usage.prices import ENV as PRICES_ENV
+from .usage.prices import PricesSpec, parse_prices
+from .usage.prices import configure as configure_prices
 
 __all__ = ["init"]
 
@@ -50,7 +54,8 @@ def init(
     capture_content: bool | None = None,
     max_content_length: int | None = None,
     redact: bool | Redactor = True,
-    prices: Mapping[str, tuple[float, float]] | None = None,
+    pseudonymize_users: bool | None = None,
+    prices: PricesSpec | None = None,
     auto_instrument: bool = False,
     json_logs: bool = False,
     instrument_threads: bool = True,
@@ -92,10 +97,15 @@ def init(
             `Redactor` (``settings.redact``), and every exporter built here is wrapped in a
             `RedactingSpanExporter`; a `Redactor`: the same with yours; ``False``: neither.
             Exporters you added to your own provider are left as they are.
-        prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0)}`` (input,
-            output), for the estimated cost rolled up on each run.
+        pseudonymize_users: record the ``user.id`` of `tenant_trace.identity` as a
+            per-tenant pseudonym (default) or, with ``False``, as given.
+        prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0, 1.25)}``
+            (input, output and optionally cached input), or the path of a JSON file of
+            them; default: the file ``TENANT_TRACE_PRICES`` names. A model without a price
+            has its tokens counted and its cost unknown.
         auto_instrument: switch on the installed OpenTelemetry instrumentations of LLM and
-            HTTP clients (openai, anthropic, httpx, requests); the log says which.
+            HTTP clients and of LangChain (openai, anthropic, langchain, httpx, requests); the
+            log says which.
         json_logs: write JSON log lines with tenant, trace, span and agent ids on stderr
             (`tenant_trace.configure_logging()` with its defaults).
         instrument_threads: make `ThreadPoolExecutor.submit` (so `loop.run_in_executor`)
@@ -123,6 +133,7 @@ def init(
             `unrouted`, an age): the message names it.
     """
     routing = parse_routes(routes, unrouted, mirror)
+    price_table = parse_prices(prices) if prices is not None or env(PRICES_ENV) else None
     parse_retention(retention)
     with _lock:
         if tenant_pattern is not None:
@@ -132,8 +143,10 @@ def init(
         if max_content_length is not None:
             settings.max_content_length = max_content_length
         redactor = configure_redaction(redact)
-        if prices is not None:
-            settings.prices = dict(prices)
+        if pseudonymize_users is not None:
+            settings.pseudonymize_users = pseudonymize_users
+        if price_table is not None:
+            configure_prices(price_table)
         if json_logs:
             from .logs import configure_logging
 
@@ -187,6 +200,8 @@ def init(
         if retention is not None and not any(isinstance(e, SQLiteSpanExporter) for e in exporters):
             logger.warning("tenant_trace: retention applies to the local store, not in use here")
         provider.add_span_processor(TenantSpanProcessor())  # first: the router reads its stamp
+        stores = [e for e in exporters if isinstance(e, SQLiteSpanExporter)]
+        provider.add_span_processor(UsageSpanProcessor(Ledger(stores[0].path) if stores else None))
         processors = [batch_processor(span_exporter, redactor) for span_exporter in exporters]
         if routing is not None:
             router = RoutingSpanProcessor(routing, processors, redactor=redactor)

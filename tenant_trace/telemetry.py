@@ -10,7 +10,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from ._version import __version__
 
-__all__ = ["flush", "record_error", "tracer"]
+__all__ = ["SCHEMA_URL", "SEMCONV_VERSION", "flush", "record_error", "tracer"]
+
+#: The semantic conventions tenant-trace's spans follow (GenAI included: see
+#: `tenant_trace.GENAI_SEMCONV_VERSION`), named on every tracer as its schema URL.
+SEMCONV_VERSION = "1.41.0"
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 
 logger = logging.getLogger("tenant_trace")
 
@@ -18,7 +23,7 @@ logger = logging.getLogger("tenant_trace")
 @functools.cache
 def _global_tracer(scope: str) -> trace.Tracer:
     # Before init() this is a proxy that follows the provider installed later.
-    return trace.get_tracer(scope, __version__)
+    return trace.get_tracer(scope, __version__, schema_url=SCHEMA_URL)
 
 
 def tracer(
@@ -28,7 +33,7 @@ def tracer(
     ...), on `provider` or, by default, on the global provider."""
     if provider is None:
         return _global_tracer(scope)
-    return trace.get_tracer(scope, __version__, provider)
+    return trace.get_tracer(scope, __version__, provider, schema_url=SCHEMA_URL)
 
 
 def record_error(span: trace.Span, exc: BaseException) -> None:

@@ -21,6 +21,7 @@ import tenant_trace
 from examples.agent import STALE_TENANT, is_stale
 from tenant_trace.agent.handles import current_step
 from tenant_trace.config import settings
+from tenant_trace.usage import prices
 from tests.conftest import FakeClock, Spans
 
 tracer = trace.get_tracer("tests.agent")
@@ -91,8 +92,9 @@ def test_example_chat_produces_the_whole_agent_tree(example: TestClient, spans: 
     tokens_in = sum(attrs(s)["gen_ai.usage.input_tokens"] for s in llms)
     tokens_out = sum(attrs(s)["gen_ai.usage.output_tokens"] for s in llms)
     for rolled in (run, root):
-        assert attrs(rolled)["gen_ai.usage.input_tokens"] == tokens_in
-        assert attrs(rolled)["gen_ai.usage.output_tokens"] == tokens_out
+        assert attrs(rolled)["tenant_trace.usage.input_tokens"] == tokens_in
+        assert attrs(rolled)["tenant_trace.usage.output_tokens"] == tokens_out
+        assert "gen_ai.usage.input_tokens" not in attrs(rolled)
         assert attrs(rolled)["tenant_trace.run.llm_calls"] == 2
         assert attrs(rolled)["tenant_trace.run.tool_calls"] == 2
         assert attrs(rolled)["tenant_trace.run.tool_errors"] == 0
@@ -286,7 +288,7 @@ def test_decorated_llm_function_reads_an_openai_style_response(spans: Spans) -> 
     assert attrs(llm)["gen_ai.usage.input_tokens"] == 11
     assert attrs(llm)["gen_ai.response.model"] == "gpt-4o-2024-08-06"
     assert attrs(llm)["gen_ai.response.finish_reasons"] == ("stop",)
-    assert attrs(spans.one("invoke_agent agent"))["gen_ai.usage.output_tokens"] == 7
+    assert attrs(spans.one("invoke_agent agent"))["tenant_trace.usage.output_tokens"] == 7
 
 
 # Runs, sub-agents, budgets.
@@ -323,8 +325,8 @@ def test_sub_agent_is_a_linked_child(spans: Spans) -> None:
     assert child.parent.span_id == parent.context.span_id
     assert [link.context.span_id for link in child.links] == [parent.context.span_id]
     assert attrs(child)["tenant.id"] == "acme"
-    assert attrs(parent)["gen_ai.usage.input_tokens"] == 10
-    assert attrs(child)["gen_ai.usage.input_tokens"] == 10
+    assert attrs(parent)["tenant_trace.usage.input_tokens"] == 10
+    assert attrs(child)["tenant_trace.usage.input_tokens"] == 10
 
 
 def test_sub_agent_elsewhere_continues_through_the_carrier(spans: Spans) -> None:
@@ -390,7 +392,7 @@ def test_token_budget_can_only_record(spans: Spans) -> None:
     run = spans.one("invoke_agent spender")
     assert attrs(run)["tenant_trace.budget.exceeded"] == "tokens"
     assert run.status.status_code is StatusCode.UNSET
-    assert attrs(run)["gen_ai.usage.input_tokens"] == 300
+    assert attrs(run)["tenant_trace.usage.input_tokens"] == 300
 
 
 def test_wall_time_budget(spans: Spans) -> None:
@@ -478,9 +480,9 @@ def test_captured_content_is_truncated_and_redacted(spans: Spans) -> None:
 
 
 def test_cost_from_the_price_table(spans: Spans) -> None:
-    """The per-model price table gives each call's cost and the run's total."""
-    saved = settings.prices
-    settings.prices = {"priced": (2.0, 10.0)}
+    """The per-model price table gives each call's cost and the run's total; an unpriced
+    call counts its tokens and is counted as unpriced, its cost unknown."""
+    saved = prices.configure({"priced": prices.Price(2.0, 10.0)})
     try:
         with tenant_trace.start_trace("agent", tenant="acme"):
             for _ in range(2):
@@ -489,22 +491,39 @@ def test_cost_from_the_price_table(spans: Spans) -> None:
             with tenant_trace.llm_call("unpriced") as llm:
                 llm.record_usage(1_000, 500)
     finally:
-        settings.prices = saved
+        prices.configure(saved)
     assert [attrs(s)["tenant_trace.cost_usd"] for s in spans.named("chat priced")] == [0.007, 0.007]
     assert "tenant_trace.cost_usd" not in attrs(spans.one("chat unpriced"))
-    assert attrs(spans.one("invoke_agent agent"))["tenant_trace.run.cost_usd"] == 0.014
+    run = attrs(spans.one("invoke_agent agent"))
+    assert run["tenant_trace.usage.cost_usd"] == 0.014
+    assert run["tenant_trace.usage.unpriced_calls"] == 1
+    assert run["tenant_trace.usage.input_tokens"] == 3_000
+
+
+def test_a_run_of_unpriced_calls_has_no_cost(spans: Spans) -> None:
+    """Unknown is not zero: a run whose calls have no price carries no cost at all."""
+    with (
+        tenant_trace.start_trace("agent", tenant="acme"),
+        tenant_trace.llm_call("unpriced") as llm,
+    ):
+        llm.record_usage(10, 5)
+    run = attrs(spans.one("invoke_agent agent"))
+    assert "tenant_trace.usage.cost_usd" not in run
+    assert run["tenant_trace.usage.unpriced_calls"] == 1
 
 
 def test_init_sets_the_agent_options(spans: Spans) -> None:
     """init() (again: it is idempotent for tracing) sets capture, length and prices."""
-    saved = (settings.capture_content, settings.max_content_length, settings.prices)
+    saved = (settings.capture_content, settings.max_content_length)
+    saved_prices = prices.configure({})
     try:
         tenant_trace.init(capture_content=True, max_content_length=10, prices={"m": (1.0, 1.0)})
         with tenant_trace.llm_call("m") as llm:
             llm.record_prompt("a long prompt that will be cut")
             llm.record_usage(500_000, 500_000)
     finally:
-        settings.capture_content, settings.max_content_length, settings.prices = saved
+        settings.capture_content, settings.max_content_length = saved
+        prices.configure(saved_prices)
     span = spans.one("chat m")
     assert attrs(span)["gen_ai.input.messages"] == "a long pro…"
     assert attrs(span)["tenant_trace.cost_usd"] == 1.0

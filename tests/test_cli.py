@@ -269,8 +269,8 @@ def synthetic_store(db: Path, runs: list[tuple[str, float, float, int, bool]]) -
         start = now - int(ago * 1e9)
         attributes = {
             "tenant.id": tenant,
-            "gen_ai.usage.input_tokens": tokens,
-            "gen_ai.usage.output_tokens": 0,
+            "tenant_trace.usage.input_tokens": tokens,
+            "tenant_trace.usage.output_tokens": 0,
         }
         span = tracer.start_span("agent.run", attributes=attributes, start_time=start)
         if failed:

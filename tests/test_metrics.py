@@ -243,8 +243,8 @@ async def test_interleaved_requests_keep_their_own_tenant_on_every_point(points:
     runs = {p.attributes["tenant.id"]: p.count for p in points.of("tenant_trace.run.duration")}
     assert runs == expected
     tokens = {
-        p.attributes["tenant.id"]: p.sum
-        for p in points.of("gen_ai.client.token.usage")
+        p.attributes["tenant.id"]: p.value
+        for p in points.of("tenant_trace.usage.tokens")
         if p.attributes["gen_ai.token.type"] == "input"
     }
     assert tokens == {t: n * tenants[t] for t, n in expected.items()}
@@ -260,28 +260,32 @@ async def test_interleaved_requests_keep_their_own_tenant_on_every_point(points:
 
 def test_token_usage_and_llm_duration(client: TestClient, points: Points) -> None:
     client.get("/agent", headers=tenant("acme"))
-    usage = {p.attributes["gen_ai.token.type"]: p for p in points.of("gen_ai.client.token.usage")}
+    usage = {p.attributes["gen_ai.token.type"]: p for p in points.of("tenant_trace.usage.tokens")}
     assert set(usage) == {"input", "output"}
-    assert (usage["input"].sum, usage["output"].sum) == (100, 20)
-    call = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "demo",
-        "gen_ai.request.model": "model-a",
-    }
+    assert (usage["input"].value, usage["output"].value) == (100, 20)
+    call = {"gen_ai.provider.name": "demo", "gen_ai.request.model": "model-a"}
     assert dict(usage["input"].attributes) == {
         "tenant.id": "acme",
         **call,
         "gen_ai.token.type": "input",
     }
-    (duration,) = points.of("gen_ai.client.operation.duration")
-    assert dict(duration.attributes) == {"tenant.id": "acme", **call}
+    # model-a has no price: its cost is unknown, never 0, and the call is counted as such.
+    assert points.of("tenant_trace.usage.cost") == []
+    (unpriced,) = points.of("tenant_trace.usage.unpriced_calls")
+    assert (dict(unpriced.attributes), unpriced.value) == ({"tenant.id": "acme", **call}, 1)
+    (duration,) = points.of("tenant_trace.llm.duration")
+    assert dict(duration.attributes) == {
+        "tenant.id": "acme",
+        "gen_ai.operation.name": "chat",
+        **call,
+    }
     assert duration.count == 1
 
 
 def test_an_llm_call_that_raises_has_an_error_type(points: Points) -> None:
     with tenant_trace.tenant_context("acme"), pytest.raises(Boom), tenant_trace.llm_call("model-a"):
         raise Boom
-    assert points.attributes("gen_ai.client.operation.duration") == [
+    assert points.attributes("tenant_trace.llm.duration") == [
         {
             "tenant.id": "acme",
             "gen_ai.operation.name": "chat",
@@ -548,7 +552,16 @@ def test_failing_instruments_never_reach_the_application(
     client: TestClient, points: Points
 ) -> None:
     instruments = metrics.record._get()
-    for name in ("run_duration", "tokens", "llm_duration", "tools", "rejected", "overflow"):
+    for name in (
+        "run_duration",
+        "usage_tokens",
+        "usage_cost",
+        "unpriced",
+        "llm_duration",
+        "tools",
+        "rejected",
+        "overflow",
+    ):
         setattr(instruments, name, Broken())
     assert client.get("/agent", headers=tenant("acme")).status_code == 200
     assert client.get("/stale", headers=tenant("acme")).status_code == 200
@@ -684,8 +697,10 @@ def test_every_instrument_is_documented() -> None:
     doc = metrics.__doc__ or ""
     for name in [
         "tenant_trace.run.duration",
-        "gen_ai.client.token.usage",
-        "gen_ai.client.operation.duration",
+        "tenant_trace.usage.tokens",
+        "tenant_trace.usage.cost",
+        "tenant_trace.usage.unpriced_calls",
+        "tenant_trace.llm.duration",
         "tenant_trace.tool.calls",
         "tenant_trace.requests.rejected",
         "tenant_trace.metrics.tenant_overflow",

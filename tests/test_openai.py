@@ -131,4 +131,9 @@ def test_openai_client_spans_are_children_with_the_tenant(
     assert {(s.attributes or {}).get("tenant.id") for s in spans.all()} == {"acme"}
     if wrap:
         assert (expected_parent.attributes or {})["gen_ai.usage.input_tokens"] == 12
-        assert (spans.one("agent.run").attributes or {})["gen_ai.usage.output_tokens"] == 5
+    # The call is counted once, whether or not llm_call wraps the instrumented one.
+    for run in (spans.one("agent.run"), spans.one("invoke_agent openai-agent")):
+        assert (run.attributes or {})["tenant_trace.usage.input_tokens"] == 12
+        assert (run.attributes or {})["tenant_trace.usage.output_tokens"] == 5
+        assert (run.attributes or {})["tenant_trace.run.llm_calls"] == 1
+        assert "gen_ai.usage.input_tokens" not in (run.attributes or {})

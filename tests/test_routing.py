@@ -501,7 +501,7 @@ import tenant_trace
 from tenant_trace.export.routing import RoutingSpanProcessor, active_router
 provider = tenant_trace.init()
 processors = provider._active_span_processor._span_processors
-router = processors[1]
+router = processors[2]
 print(json.dumps({
     "processors": [type(p).__name__ for p in processors],
     "defaults": [type(p.span_exporter.exporter).__name__ for p in router.defaults],
@@ -512,7 +512,7 @@ print(json.dumps({
 """
     result, _ = run_fresh(code, TENANT_TRACE_ROUTES=str(routes), TENANT_TRACE_UNROUTED="drop")
     assert result == {
-        "processors": ["TenantSpanProcessor", "RoutingSpanProcessor"],
+        "processors": ["TenantSpanProcessor", "UsageSpanProcessor", "RoutingSpanProcessor"],
         "defaults": ["SQLiteSpanExporter"],
         "routes": ["acme"],
         "unrouted": "drop",

@@ -70,7 +70,8 @@ def test_the_decision_follows_the_trace_id_like_trace_id_ratio_based() -> None:
         trace_id = rng.getrandbits(128)
         with tenant_trace.tenant_context("acme"):
             mine = ours.should_sample(None, trace_id, "x").decision
-        assert mine == theirs.should_sample(None, trace_id, "x").decision
+        assert mine.is_sampled() == theirs.should_sample(None, trace_id, "x").decision.is_sampled()
+        assert mine.is_recording()  # unsampled: RECORD_ONLY, for the usage ledger
 
 
 def parent(sampled: bool, remote: bool = True, state: str = "") -> Any:
@@ -102,6 +103,12 @@ def test_parent_based(tenant: str, parent_sampled: bool, remote: bool, expected:
     assert (result.decision is Decision.RECORD_AND_SAMPLE) is expected
 
 
+def test_unsampled_spans_are_dropped_when_asked() -> None:
+    """record_unsampled=False: DROP, the least work for an unsampled request."""
+    sampler = TenantSampler(0.0, record_unsampled=False)
+    assert sampler.should_sample(None, 0x1234, "agent.run").decision is Decision.DROP
+
+
 def test_attributes_and_trace_state_are_kept() -> None:
     sampler = TenantSampler(1.0)
     with tenant_trace.tenant_context("acme"):
@@ -123,7 +130,10 @@ def test_the_tenant_is_read_when_the_span_starts(spans: Any) -> None:
             tracer.start_as_current_span("root") as root,
             tracer.start_as_current_span("child") as child,
         ):
-            assert child.is_recording() is root.is_recording() is (tenant == "vip")
+            sampled = root.get_span_context().trace_flags.sampled
+            assert child.get_span_context().trace_flags.sampled is sampled is (tenant == "vip")
+            # Unsampled spans are still recorded, for the usage ledger; never exported.
+            assert child.is_recording() and root.is_recording()
 
 
 def test_description_and_repr() -> None:
@@ -192,7 +202,7 @@ def test_init_reads_tenant_trace_sampling() -> None:
         seen = {}
         for tenant in ["tenant-b", "tenant-a"]:
             with tenant_trace.tenant_context(tenant), tracer.start_as_current_span("x") as span:
-                seen[tenant] = span.is_recording()
+                seen[tenant] = span.get_span_context().trace_flags.sampled
         print(json.dumps({"sampler": provider.sampler.get_description(), "seen": seen}))
     """
     result, _ = run_fresh(textwrap.dedent(code), TENANT_TRACE_SAMPLING="default=0,tenant-b=always")
@@ -216,7 +226,7 @@ def test_unsampled_requests_are_still_measured() -> None:
     tracer = provider.get_tracer("tests.sampling")
     try:
         with tenant_trace.tenant_context("acme"), tracer.start_as_current_span("root") as root:
-            assert not root.is_recording()
+            assert not root.get_span_context().trace_flags.sampled
             with tenant_trace.start_trace(agent_name="worker") as run:
                 run.fail("stale", error_type="StaleData")
         data = reader.get_metrics_data()

@@ -102,7 +102,7 @@ def test_the_applications_provider_is_kept_and_stamped() -> None:
     assert result["kept"]
     assert result["is_global"]
     assert result["tenant_processors"] == 1
-    assert result["processors"] == 2
+    assert result["processors"] == 3  # the app's own, the tenant's stamp, the usage count
     assert result["tenant"] == "acme"
 
 

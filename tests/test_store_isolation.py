@@ -159,7 +159,7 @@ def test_a_batch_in_flight_during_a_purge_does_not_bring_it_back(tmp_path: Path)
         made("globex", NOW - 5, "globex in flight"),
     ]
     erased = purge(db, "acme", before_ns=NOW)
-    assert erased.deleted == {"spans": 1}
+    assert erased.deleted == {"spans": 1, "ledger": 0}
     writer.export([*in_flight, made("acme", NOW + 5, "acme after the purge")])
     assert names(db) == {"globex in flight", "acme after the purge"}
     writer.shutdown()
@@ -195,13 +195,13 @@ def test_purge_overwrites_the_bytes_and_is_audited(tmp_path: Path) -> None:
 
     dry = run_cli("purge", "--tenant", "acme", "--db", str(db), "--json")
     assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout)["counts"] == {"spans": 50}
+    assert json.loads(dry.stdout)["counts"] == {"spans": 50, "ledger": 0}
     assert json.loads(dry.stdout)["dry_run"] is True
     assert b"acme-secret-0042" in raw(db)
 
     done = run_cli("purge", "--tenant", "acme", "--yes", "--db", str(db))
     assert done.returncode == 0, done.stderr
-    assert "Deleted 50 spans of tenant acme" in done.stdout
+    assert "Deleted 50 spans, 0 ledger rows of tenant acme" in done.stdout
     assert b"acme-secret" not in raw(db)
     assert b"globex-kept" in raw(db)
     writer.export([made("acme", start + 100, "a", note="acme-secret-late")])  # in flight
@@ -210,7 +210,7 @@ def test_purge_overwrites_the_bytes_and_is_audited(tmp_path: Path) -> None:
     assert len(audit) == 1
     assert audit[0]["tenant_id"] == "acme"
     assert audit[0]["action"] == "purge"
-    assert audit[0]["deleted"] == {"spans": 50}
+    assert audit[0]["deleted"] == {"spans": 50, "ledger": 0}
     assert audit[0]["total"] == 50
     assert audit[0]["at_ns"] >= audit[0]["before_ns"] > start
     table = run_cli("audit", "--db", str(db)).stdout

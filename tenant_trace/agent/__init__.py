@@ -3,6 +3,7 @@ handles, and the per-run roll-ups and budget."""
 
 from .api import (
     GENAI_SEMCONV_VERSION,
+    identity,
     llm_call,
     memory,
     retrieval,
@@ -25,6 +26,7 @@ __all__ = [
     "StepSpec",
     "ToolCall",
     "get_current_step",
+    "identity",
     "llm_call",
     "memory",
     "retrieval",

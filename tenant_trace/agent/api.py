@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind
 
-from ..context import Tenant, attach, current, detach, validate_tenant_id
-from ..telemetry import tracer
+from .. import identity as who
+from ..context import Tenant, attach, current, detach, get_current_tenant, validate_tenant_id
+from ..telemetry import SEMCONV_VERSION, tracer
 from . import rollup
 from .handles import TENANT_CARRIER_KEY, LLMCall, Memory, Retrieval, Run, ToolCall
 from .rollup import RunBudget
@@ -31,6 +33,7 @@ from .spec import StepSpec
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
+    "identity",
     "llm_call",
     "memory",
     "retrieval",
@@ -41,7 +44,10 @@ __all__ = [
 
 logger = logging.getLogger("tenant_trace")
 
-GENAI_SEMCONV_VERSION = "1.44.0"
+#: The last release of the OpenTelemetry semantic conventions that defines the GenAI ones
+#: (1.42.0 moved them to the semantic-conventions-genai repository, which has no release yet);
+#: tenant-trace's tracers carry its schema URL, `SCHEMA_URL`.
+GENAI_SEMCONV_VERSION = SEMCONV_VERSION
 
 
 def _start_span(
@@ -225,3 +231,49 @@ def sub_agent(
         return Run(span, budget, None, agent_name)
 
     return StepSpec(open_)
+
+
+def identity(
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    conversation_id: str | None = None,
+) -> _IdentityBlock:
+    """A with-block (sync or async) in which these ids are current (`tenant_trace.identity`
+    module): every span started inside, the span current at its start and the runs around
+    it carry them. An id not given keeps the value of an enclosing block.
+
+    Raises:
+        ConfigurationError: an id is not a string of 1 to 255 characters without control
+            characters (the message names the argument, never the value).
+    """
+    return _IdentityBlock(who.checked(user_id, session_id, conversation_id))
+
+
+class _IdentityBlock:
+    __slots__ = ("_given", "_tokens")
+
+    def __init__(self, given: who.Identity) -> None:
+        self._given = given
+        self._tokens: list[Token[who.Identity | None]] = []
+
+    def __enter__(self) -> who.Identity:
+        merged, token = who.enter(self._given)
+        self._tokens.append(token)
+        attributes = who.identity_attributes(get_current_tenant(), merged)
+        spans = [trace.get_current_span()]
+        totals = rollup.current_totals()
+        spans += [t.span for t in totals.chain() if t.span is not None] if totals else []
+        for span in spans:
+            if span.is_recording():
+                span.set_attributes(attributes)
+        return merged
+
+    def __exit__(self, *exc: object) -> None:
+        who.leave(self._tokens.pop())
+
+    async def __aenter__(self) -> who.Identity:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()

@@ -17,6 +17,9 @@ from .. import metrics
 from ..config import settings
 from ..context import Tenant, attach, current, detach
 from ..telemetry import record_error
+from ..usage import Usage, prices
+from ..usage.read import response_usage
+from ..usage.track import mark_llm_call
 from . import rollup
 from .rollup import RunBudget, Totals
 
@@ -120,21 +123,37 @@ class LLMCall(Step):
             self._call["gen_ai.request.model"] = model
         self._started = time.monotonic()
         self._usage_recorded = False
+        mark_llm_call(span)
         if self.totals is not None:
             self.totals.count_llm_call()
 
-    def record_usage(self, input_tokens: int, output_tokens: int) -> None:
-        """Record token usage; it rolls up (with the estimated cost) onto the run span."""
+    def record_usage(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cache_read_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> None:
+        """Record token usage (cached tokens are part of `input_tokens`, reasoning tokens
+        of `output_tokens`). It is counted as the span ends, once: not at all when an
+        instrumented client call under this step reported the same call."""
         self._usage_recorded = True
-        self.span.set_attributes(
-            {"gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}
+        attributes = {
+            "gen_ai.usage.input_tokens": input_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": cache_read_tokens,
+            "gen_ai.usage.cache_creation.input_tokens": cache_creation_tokens,
+            "gen_ai.usage.reasoning.output_tokens": reasoning_tokens,
+        }
+        self.span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        usage = Usage(
+            input_tokens, output_tokens, cache_read_tokens or 0, cache_creation_tokens or 0
         )
-        cost = settings.cost(self._model, input_tokens, output_tokens)
+        cost = prices.cost(usage, self._model)
         if cost is not None:
             self.span.set_attribute("tenant_trace.cost_usd", round(cost, 6))
-        if self.totals is not None:
-            self.totals.add_llm(input_tokens, output_tokens, cost)
-        metrics.record_tokens(self._call, input_tokens, output_tokens)
 
     def set_response(
         self,
@@ -160,17 +179,17 @@ class LLMCall(Step):
         self._capture("gen_ai.output.messages", completion)
 
     def record_response(self, response: object) -> None:
-        """Read usage, model and finish reasons from an OpenAI- or Anthropic-style response."""
-        usage = getattr(response, "usage", None)
-        if usage is not None and not self._usage_recorded:
-            tokens_in = getattr(usage, "prompt_tokens", None) or getattr(
-                usage, "input_tokens", None
+        """Read usage (cached and reasoning tokens too), model and finish reasons from an
+        OpenAI- or Anthropic-style response."""
+        usage = None if self._usage_recorded else response_usage(getattr(response, "usage", None))
+        if usage is not None:
+            self.record_usage(
+                usage.input_tokens,
+                usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens or None,
+                cache_creation_tokens=usage.cache_creation_tokens or None,
+                reasoning_tokens=usage.reasoning_tokens or None,
             )
-            tokens_out = getattr(usage, "completion_tokens", None) or getattr(
-                usage, "output_tokens", None
-            )
-            if isinstance(tokens_in, int) and isinstance(tokens_out, int):
-                self.record_usage(tokens_in, tokens_out)
         choices = getattr(response, "choices", None) or ()
         reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
         stop = getattr(response, "stop_reason", None)

@@ -12,8 +12,27 @@ from dataclasses import dataclass, field
 from opentelemetry.trace import Span, Status, StatusCode
 
 from ..errors import RunBudgetExceeded
+from ..usage import Usage
+from ..usage.track import attach_run
 
-__all__ = ["RunBudget", "Totals", "current_totals", "enter", "in_request", "leave"]
+__all__ = [
+    "ROLLUP_KEYS",
+    "RunBudget",
+    "Totals",
+    "current_totals",
+    "enter",
+    "in_request",
+    "leave",
+]
+
+#: The run span's attributes of its summed `Usage`, in its field order.
+ROLLUP_KEYS = (
+    "tenant_trace.usage.input_tokens",
+    "tenant_trace.usage.output_tokens",
+    "tenant_trace.usage.cache_read_tokens",
+    "tenant_trace.usage.cache_creation_tokens",
+    "tenant_trace.usage.reasoning_tokens",
+)
 
 _current: ContextVar[Totals | None] = ContextVar("tenant_trace.run", default=None)
 # One lock for every run's counters: updates are a few additions, contention is negligible,
@@ -70,14 +89,14 @@ class Totals:
         "cost",
         "exceeded",
         "failure",
-        "input_tokens",
         "llm_calls",
-        "output_tokens",
         "parent",
         "span",
         "started",
         "tool_calls",
         "tool_errors",
+        "unpriced_calls",
+        "usage",
     )
 
     def __init__(
@@ -94,16 +113,16 @@ class Totals:
         self.parent = parent
         self.started = time.monotonic() if started is None else started
         self.budget_started = budget.clock() if budget is not None else 0.0
-        self.input_tokens = self.output_tokens = self.llm_calls = 0
-        self.tool_calls = self.tool_errors = 0
-        self.cost = 0.0
+        self.usage = Usage()
+        self.llm_calls = self.unpriced_calls = self.tool_calls = self.tool_errors = 0
+        self.cost: float | None = None  # of the calls that have a price; None: no such call
         self.exceeded: tuple[str, float, float] | None = None
         self.failure: str | None = None
+        if span is not None:
+            attach_run(span, self)  # the usage of the spans under the run's span comes here
 
     def __repr__(self) -> str:
-        return (
-            f"Totals(llm_calls={self.llm_calls}, tokens={self.input_tokens + self.output_tokens})"
-        )
+        return f"Totals(llm_calls={self.llm_calls}, tokens={self.usage.total})"
 
     def chain(self) -> Iterator[Totals]:
         """This run and the runs that enclose it: a step counts toward each of them."""
@@ -112,12 +131,17 @@ class Totals:
             yield totals
             totals = totals.parent
 
-    def add_llm(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+    def add_usage(self, usage: Usage, cost: float | None, *, new_call: bool) -> None:
+        """The usage of one model call under the run (`UsageSpanProcessor` calls this as the
+        call's span ends); `new_call`: a call that no `llm_call` counted yet."""
         for totals in self.chain():
             with _lock:
-                totals.input_tokens += input_tokens
-                totals.output_tokens += output_tokens
-                totals.cost += cost or 0.0
+                totals.usage += usage
+                if cost is None:
+                    totals.unpriced_calls += 1
+                else:
+                    totals.cost = (totals.cost or 0.0) + cost
+                totals.llm_calls += new_call
             totals._check_limits()
 
     def count_llm_call(self) -> None:
@@ -151,7 +175,7 @@ class Totals:
             return
         for limit, value, allowed in (
             ("llm_calls", self.llm_calls, budget.max_llm_calls),
-            ("tokens", self.input_tokens + self.output_tokens, budget.max_tokens),
+            ("tokens", self.usage.total, budget.max_tokens),
             ("seconds", budget.clock() - self.budget_started, budget.max_seconds),
         ):
             if allowed is not None and value > allowed:
@@ -165,20 +189,27 @@ class Totals:
                 return
 
     def close(self) -> None:
-        """Write the totals on the run span; a failure also fails the enclosing run."""
+        """Write the totals on the run span; a failure also fails the enclosing run.
+
+        The tokens go under tenant-trace's own names (`ROLLUP_KEYS`), never
+        ``gen_ai.usage.*``: a backend that sums those over a trace's spans must count each
+        call once. The cost is there when at least one call had a price; calls without one
+        are counted in ``tenant_trace.usage.unpriced_calls``."""
         span = self.span
         if span is not None and span.is_recording():
-            if self.llm_calls or self.tool_calls:
-                span.set_attributes(
+            if self.llm_calls or self.tool_calls or self.usage.total:
+                attributes: dict[str, int | float] = dict(zip(ROLLUP_KEYS, self.usage, strict=True))
+                attributes.update(
                     {
-                        "gen_ai.usage.input_tokens": self.input_tokens,
-                        "gen_ai.usage.output_tokens": self.output_tokens,
+                        "tenant_trace.usage.unpriced_calls": self.unpriced_calls,
                         "tenant_trace.run.llm_calls": self.llm_calls,
                         "tenant_trace.run.tool_calls": self.tool_calls,
                         "tenant_trace.run.tool_errors": self.tool_errors,
-                        "tenant_trace.run.cost_usd": round(self.cost, 6),
                     }
                 )
+                if self.cost is not None:
+                    attributes["tenant_trace.usage.cost_usd"] = round(self.cost, 6)
+                span.set_attributes(attributes)
             if self.failure:
                 span.set_attribute("error.type", self.failure)
                 span.set_status(Status(StatusCode.ERROR, self.failure))

@@ -1,4 +1,6 @@
-"""Switch on the OpenTelemetry instrumentations that are installed for LLM and HTTP clients."""
+"""Switch on the OpenTelemetry instrumentations that are installed for LLM and HTTP clients
+and agent frameworks (LangChain/LangGraph; pydantic-ai instruments itself: give its agents
+``capabilities=[Instrumentation()]``)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ KNOWN = (
         "opentelemetry.instrumentation.anthropic",
         "AnthropicInstrumentor",
         "opentelemetry-instrumentation-anthropic",
+    ),
+    (  # LangChain and LangGraph, by OpenInference (Phoenix's conventions)
+        "langchain",
+        "openinference.instrumentation.langchain",
+        "LangChainInstrumentor",
+        "openinference-instrumentation-langchain",
     ),
     (
         "httpx",

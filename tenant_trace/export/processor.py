@@ -8,6 +8,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ..context import current
+from ..identity import identity_attributes
 
 __all__ = ["TenantSpanProcessor"]
 
@@ -15,7 +16,8 @@ logger = logging.getLogger("tenant_trace")
 
 
 class TenantSpanProcessor(SpanProcessor):
-    """Adds ``tenant.id`` and ``tenant.source`` from the current context to each span.
+    """Adds ``tenant.id`` and ``tenant.source`` from the current context to each span, and
+    the current `identity` (``user.id``, ``session.id``, ``gen_ai.conversation.id``).
 
     It sees every span of the provider, including those of other instrumentation (an LLM
     client, httpx, a database driver), so all of a request's spans carry its tenant. It never
@@ -27,6 +29,9 @@ class TenantSpanProcessor(SpanProcessor):
             tenant = current()
             if tenant is not None and (span.attributes or {}).get("tenant.id") != tenant.id:
                 span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
+            who = identity_attributes(None if tenant is None else tenant.id)
+            if who:
+                span.set_attributes(who)
         except Exception:
             logger.debug("tenant_trace: could not stamp the tenant on a span", exc_info=True)
 

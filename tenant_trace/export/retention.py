@@ -42,7 +42,10 @@ class TenantTable(NamedTuple):
 #: Every table that holds a tenant's data. Retention prunes each, ``tenant-trace purge``
 #: erases each, and rows of a purged tenant older than the purge never return (see
 #: `purge_cutoffs`): a table added to the store joins this list.
-TENANT_TABLES: tuple[TenantTable, ...] = (TenantTable("spans", "tenant_id", "start_ns"),)
+TENANT_TABLES: tuple[TenantTable, ...] = (
+    TenantTable("spans", "tenant_id", "start_ns"),
+    TenantTable("ledger", "tenant_id", "start_ns"),
+)
 
 
 def parse_retention(retention: Mapping[str, object] | None = None) -> dict[str, float]:

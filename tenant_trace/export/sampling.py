@@ -6,6 +6,11 @@ or, with no `sampler` given to `init()`, from the environment::
 
     TENANT_TRACE_SAMPLING="default=0.1,tenant-a=0.5,tenant-b=always"
 
+A sampled-out span is still recorded (``RECORD_ONLY``), not exported: the span processors see
+it end, so the usage ledger and the per-tenant metrics count every model call, sampled or not
+("you cannot bill from a sample"); ``record_unsampled=False`` drops it (``DROP``) instead, for
+the least work per unsampled request and no usage from it.
+
 A span whose tenant (from `tenant_trace.context` at the moment the span starts) is an
 "always" tenant is sampled whatever its parent decided: to record every trace of one
 tenant during an incident. Any other span follows its parent's decision, and a root span is
@@ -96,9 +101,11 @@ class TenantSampler(Sampler):
             started without a tenant.
         tenants: ratios for some tenants, ``{"tenant-a": 0.5}``.
         always: tenants whose every span is sampled, even under a parent that was not.
+        record_unsampled: record the spans not sampled (``RECORD_ONLY``: processors see them,
+            exporters do not), so their usage is counted; ``False``: drop them.
     """
 
-    __slots__ = ("_always", "_bounds", "_default", "_ratios", "default")
+    __slots__ = ("_always", "_bounds", "_default", "_ratios", "_unsampled", "default")
 
     def __init__(
         self,
@@ -106,6 +113,7 @@ class TenantSampler(Sampler):
         *,
         tenants: Mapping[str, float] | None = None,
         always: Iterable[str] = (),
+        record_unsampled: bool = True,
     ) -> None:
         if isinstance(always, str):
             raise ConfigurationError("always must be a collection of tenant ids")
@@ -114,6 +122,7 @@ class TenantSampler(Sampler):
             _tenant(t): _ratio(r, "a tenant's sampling ratio") for t, r in (tenants or {}).items()
         }
         self._always = frozenset(_tenant(t) for t in always)
+        self._unsampled = Decision.RECORD_ONLY if record_unsampled else Decision.DROP
         self._default = TraceIdRatioBased.get_bound_for_rate(self.default)
         self._bounds = {t: TraceIdRatioBased.get_bound_for_rate(r) for t, r in self._ratios.items()}
 
@@ -182,9 +191,11 @@ class TenantSampler(Sampler):
         else:
             bound = self._default if tenant is None else self._bounds.get(tenant.id, self._default)
             sampled = trace_id & _MASK < bound
+        decision = Decision.RECORD_AND_SAMPLE if sampled else self._unsampled
         return SamplingResult(
-            Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP,
-            attributes if sampled else None,
+            decision,
+            # A recorded span keeps its attributes (a model call's model, read at its end).
+            attributes if decision is not Decision.DROP else None,
             parent.trace_state if parent.is_valid else None,
         )
 

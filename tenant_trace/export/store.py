@@ -71,6 +71,24 @@ CREATE TABLE IF NOT EXISTS audit (
     actor TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (action, tenant_id);
+-- The usage ledger (tenant_trace.usage.ledger): one row per tenant, model and hour for each
+-- write of a process, summed by readers; counted whether or not the traces were sampled.
+-- start_ns: the first call the row counts; cost_usd NULL: no call of the row had a price.
+CREATE TABLE IF NOT EXISTS ledger (
+    tenant_id TEXT,
+    model TEXT,
+    hour_ns INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    unpriced_calls INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_usd REAL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_tenant ON ledger (tenant_id, hour_ns);
 """
 
 

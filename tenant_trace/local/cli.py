@@ -1,7 +1,8 @@
 """``tenant-trace``: per-tenant views of the local trace store.
 
     tenant-trace tenants [--since 1h]                  one row per tenant
-    tenant-trace traces --tenant T [--failed]          recent runs of one tenant
+    tenant-trace usage [--tenant T] [--since 30d] [--by model|day] [--csv]   the usage ledger
+    tenant-trace traces --tenant T [--failed] [--user U] [--session S] [--conversation C]
     tenant-trace show TRACE_ID                         one run as a span tree
     tenant-trace alerts                                the shipped alert rules; exit 1 if any fires
     tenant-trace rules | dashboard                     print the Prometheus rules or dashboard
@@ -35,9 +36,9 @@ from typing import Any
 from rich.text import Text
 
 from ..export.store import store_path
-from . import purge, render, rules, takeout
+from . import purge, render, rules, takeout, usage
 from .args import duration
-from .render import MAX_CELL, literal, visible
+from .render import MAX_CELL, UNPRICED_NOTE, literal, usd, visible
 from .store import SpanStore
 from .web import command as web
 
@@ -54,10 +55,16 @@ _KEY_ATTRIBUTES = (
     "tenant_trace.retrieval.results",
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.output_tokens",
-    "tenant_trace.run.cost_usd",
+    "llm.token_count.prompt",
+    "llm.token_count.completion",
+    "tenant_trace.usage.input_tokens",
+    "tenant_trace.usage.output_tokens",
+    "tenant_trace.usage.cost_usd",
     "tenant_trace.budget.exceeded",
     "error.type",
 )
+# `tenant-trace traces` filters; user.id is the pseudonym recorded (see tenant_trace.identity).
+_WHO = {"user": "user.id", "session": "session.id", "conversation": "gen_ai.conversation.id"}
 _NOISE = (
     "tenant.",
     "url.",
@@ -90,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--failed", action="store_true", help="failed runs only")
     traces.add_argument("--since", type=duration, default=3600.0, help="window (default 1h)")
     traces.add_argument("--limit", type=int, default=20)
+    for flag, key in _WHO.items():
+        traces.add_argument(f"--{flag}", help=f"only traces with this {key} (as recorded)")
     show = commands.add_parser("show", parents=[common], help="one run as a span tree")
     show.add_argument("trace_id")
     commands.add_parser(
@@ -97,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("rules", help="print the Prometheus alert rules")
     commands.add_parser("dashboard", help="print the Grafana dashboard JSON")
+    usage.register(commands, common)
     takeout.register(commands, common)
     purge.register(commands, common)
     web.register(commands, common)
@@ -166,6 +176,7 @@ def _since_ns(seconds: float) -> int:
 
 
 def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
+    from rich import box
     from rich.table import Table
 
     rows = store.tenants(since_ns=_since_ns(args.since))
@@ -175,20 +186,28 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     if not rows:
         console.print(f"No runs in the last {args.since:g} s in {visible(store.path)}.")
         return 0
-    table = Table(title=f"Tenants, last {args.since / 3600:g} h")
-    columns = ("tenant", "runs", "failed", "p50 ms", "p95 ms", "p99 ms", "tokens", "tool errors")
-    for column in (*columns, "last seen UTC"):
-        table.add_column(column, justify="left" if column == "tenant" else "right")
+    unpriced = any(row["unpriced_calls"] for row in rows)
+    table = Table(
+        title=f"Tenants, last {args.since / 3600:g} h",
+        caption=UNPRICED_NOTE if unpriced else None,
+        box=box.SIMPLE_HEAVY,  # no vertical rules: 11 columns fit 132 with a long tenant id
+    )
+    # p50 is in --json: the table keeps what fits 132 columns beside a long tenant id.
+    columns = ("runs", "failed", "p95 ms", "p99 ms", "in tok", "out tok", "USD")
+    table.add_column("tenant")
+    for column in (*columns, "tool err", "last seen UTC"):
+        table.add_column(column, justify="right")
     for row in rows:
         failing = row["failure_rate"] > rules.FAILURE_RATE
         table.add_row(
             literal("(none)" if row["tenant"] is None else row["tenant"], MAX_CELL),
             str(row["runs"]),
             Text(f"{row['failure_rate']:.1%}", style="red" if failing else "green"),
-            _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),
             _ms(row["p99_ms"]),
-            f"{row['tokens']:,}",
+            f"{row['input_tokens']:,}",
+            f"{row['output_tokens']:,}",
+            usd(row["cost_usd"], row["unpriced_calls"]),
             f"{row['tool_error_rate']:.1%}",
             _when(row["last_seen_ns"]),
         )
@@ -199,7 +218,8 @@ def _tenants(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
 def _traces(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
 
-    runs = store.runs(since_ns=_since_ns(args.since), tenant=args.tenant)
+    who = {key: getattr(args, flag) for flag, key in _WHO.items() if getattr(args, flag)}
+    runs = store.runs(since_ns=_since_ns(args.since), tenant=args.tenant, who=who)
     if args.failed:
         runs = [r for r in runs if r["failed"]]
     runs = runs[::-1][: args.limit]
@@ -292,7 +312,13 @@ def _alerts(store: SpanStore, args: argparse.Namespace, console: Any) -> int:
     return 1 if firing else 0
 
 
-_COMMANDS = {"tenants": _tenants, "traces": _traces, "show": _show, "alerts": _alerts}
+_COMMANDS = {
+    "tenants": _tenants,
+    "traces": _traces,
+    "show": _show,
+    "alerts": _alerts,
+    "usage": usage.show,
+}
 
 
 if __name__ == "__main__":

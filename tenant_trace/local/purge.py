@@ -161,7 +161,9 @@ def _purge(args: argparse.Namespace, console: Any) -> int:
         report = asdict(erasure) if args.yes else {"tenant": tenant, "before_ns": before_ns}
         console.file.write(json.dumps({**report, "dry_run": not args.yes, "counts": counts}) + "\n")
         return 0
-    what = ", ".join(f"{n} {table}" for table, n in counts.items())
+    what = ", ".join(
+        f"{n} {table if table == 'spans' else table + ' rows'}" for table, n in counts.items()
+    )
     line = Text(f"{verb} {what} of tenant ")
     line.append(visible(tenant), style="bold")
     line.append(f" (started before {_when(before_ns)}).")

@@ -15,7 +15,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MAX_CELL", "MAX_VALUE", "console", "literal", "visible"]
+__all__ = ["MAX_CELL", "MAX_VALUE", "UNPRICED_NOTE", "console", "literal", "usd", "visible"]
 
 #: Characters of a value shown in a span tree, and in a table cell.
 MAX_VALUE = 300
@@ -45,6 +45,17 @@ def literal(value: object, limit: int | None = MAX_VALUE, style: str = "") -> An
     from rich.text import Text
 
     return Text(visible(value, limit), style=style)
+
+
+def usd(cost: float | None, unpriced_calls: int = 0) -> str:
+    """A cost cell: ``-`` when unknown (no call had a price), never a made-up 0; ``+3?``
+    after it says 3 calls had no price (`UNPRICED_NOTE`)."""
+    text = "-" if cost is None else f"{cost:,.4f}"
+    return f"{text} +{unpriced_calls:,}?" if unpriced_calls else text
+
+
+#: The caption of a table with `usd` cells that note calls without a price.
+UNPRICED_NOTE = "+n? after a cost: n model calls had no price, so their cost is unknown"
 
 
 def console() -> Any:

@@ -7,13 +7,16 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..export.retention import TENANT_TABLES
 from ..export.store import store_path
 
 __all__ = ["SpanStore", "summarize"]
+
+HOUR_NS = 3600 * 10**9
+DAY_NS = 24 * HOUR_NS
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -63,11 +66,23 @@ class SpanStore:
             raise
 
     def runs(
-        self, *, since_ns: int, until_ns: int | None = None, tenant: str | None = None
+        self,
+        *,
+        since_ns: int,
+        until_ns: int | None = None,
+        tenant: str | None = None,
+        who: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Runs (request roots and root agent runs) that started in the window, oldest first;
-        one tenant's when `tenant` is given."""
+        one tenant's when `tenant` is given; with `who` (``{"user.id": ...}``), the runs of
+        traces in which a span of that tenant carries these identity attributes."""
         where, params = _window(since_ns, until_ns, tenant)
+        for key, value in (who or {}).items():
+            where += (
+                " AND trace_id IN (SELECT trace_id FROM spans WHERE tenant_id IS ?"
+                " AND json_extract(attributes, ?) = ?)"
+            )
+            params += [tenant, f'$."{key}"', value]
         rows = self._query(f"SELECT * FROM spans WHERE {where} ORDER BY start_ns", params)
         return [_run(row) for row in rows]
 
@@ -156,6 +171,33 @@ class SpanStore:
             found[tenant] = self._query(sql + where, params)[0][0] or 0
         return found
 
+    def usage(
+        self, *, since_ns: int, tenant: str | None = None, by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The usage ledger summed per tenant (and per ``model`` or ``day`` with `by`) over
+        the hours that end after `since_ns`; one tenant's when `tenant` is given. A cost is
+        ``None`` when no call of the group had a price."""
+        group = {"model": ", model", "day": ", day"}.get(by or "", "")
+        sql = (
+            f"SELECT tenant_id{group}, SUM(calls) AS calls, SUM(unpriced_calls) AS unpriced_calls,"
+            " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+            " SUM(cache_read_tokens) AS cache_read_tokens,"
+            " SUM(cache_creation_tokens) AS cache_creation_tokens,"
+            " SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_usd) AS cost_usd"
+            f" FROM (SELECT *, hour_ns - hour_ns % {DAY_NS} AS day FROM ledger)"
+            f" WHERE hour_ns > ? - {HOUR_NS}"
+        )
+        params: list[Any] = [since_ns]
+        if tenant is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant)
+        sql += f" GROUP BY tenant_id{group} ORDER BY tenant_id{group}"
+        rows = [dict(row) for row in self._query(sql, params)]
+        for row in rows:
+            if row["cost_usd"] is not None:
+                row["cost_usd"] = round(row["cost_usd"], 6)
+        return rows
+
 
 def _window(since_ns: int, until_ns: int | None, tenant: str | None) -> tuple[str, list[Any]]:
     """The WHERE clause and parameters of the runs of a window (a partial index holds them)."""
@@ -175,12 +217,15 @@ def _attribute(key: str) -> str:
 
 
 # `summarize`'s sums, in SQL, of the attributes `_run` reads.
-_TOKENS = (
-    f"SUM({_attribute('gen_ai.usage.input_tokens')} + {_attribute('gen_ai.usage.output_tokens')})"
-)
+_INPUT = _attribute("tenant_trace.usage.input_tokens")
+_OUTPUT = _attribute("tenant_trace.usage.output_tokens")
+_TOKENS = f"SUM({_INPUT} + {_OUTPUT})"
 _TOTALS = (
     "COUNT(*) AS runs, SUM(status = 'ERROR') AS failures, "
-    f"{_TOKENS} AS tokens, TOTAL({_attribute('tenant_trace.run.cost_usd')}) AS cost_usd, "
+    f"SUM({_INPUT}) AS input_tokens, SUM({_OUTPUT}) AS output_tokens, {_TOKENS} AS tokens, "
+    # NULL (unknown) unless some run had a price: never a made-up 0.
+    "SUM(json_extract(attributes, '$.\"tenant_trace.usage.cost_usd\"')) AS cost_usd, "
+    f"SUM({_attribute('tenant_trace.usage.unpriced_calls')}) AS unpriced_calls, "
     f"SUM({_attribute('tenant_trace.run.tool_calls')}) AS tool_calls, "
     f"SUM({_attribute('tenant_trace.run.tool_errors')}) AS tool_errors, "
     "MAX(start_ns) AS last_seen_ns"
@@ -191,12 +236,16 @@ def summarize(
     tenant: str | None, runs: list[dict[str, Any]], quantile: float = 0.95
 ) -> dict[str, Any]:
     """Runs, failure rate, latency percentiles (and the `quantile` asked for), tokens, cost
-    and tool error rate of some runs."""
+    (and calls without a price) and tool error rate of some runs."""
+    costs = [r["cost_usd"] for r in runs if r["cost_usd"] is not None]
     totals = {
         "runs": len(runs),
         "failures": sum(r["failed"] for r in runs),
+        "input_tokens": sum(r["input_tokens"] for r in runs),
+        "output_tokens": sum(r["output_tokens"] for r in runs),
         "tokens": sum(r["tokens"] for r in runs),
-        "cost_usd": sum(r["cost_usd"] for r in runs),
+        "cost_usd": sum(costs) if costs else None,
+        "unpriced_calls": sum(r["unpriced_calls"] for r in runs),
         "tool_calls": sum(r["tool_calls"] for r in runs),
         "tool_errors": sum(r["tool_errors"] for r in runs),
         "last_seen_ns": max((r["start_ns"] for r in runs), default=None),
@@ -210,6 +259,7 @@ def _summary(
     """`summarize`'s figures from the totals of some runs and their sorted durations."""
     runs, failures = totals["runs"], totals["failures"]
     tool_calls, tool_errors = totals["tool_calls"], totals["tool_errors"]
+    cost = totals["cost_usd"]
     return {
         "tenant": tenant,
         "runs": runs,
@@ -219,8 +269,11 @@ def _summary(
         "p95_ms": _percentile(durations, 0.95),
         "p99_ms": _percentile(durations, 0.99),
         "quantile_ms": _percentile(durations, quantile),
+        "input_tokens": totals["input_tokens"],
+        "output_tokens": totals["output_tokens"],
         "tokens": totals["tokens"],
-        "cost_usd": round(totals["cost_usd"], 6),
+        "cost_usd": None if cost is None else round(cost, 6),
+        "unpriced_calls": totals["unpriced_calls"],
         "tool_calls": tool_calls,
         "tool_errors": tool_errors,
         "tool_error_rate": tool_errors / tool_calls if tool_calls else 0.0,
@@ -239,6 +292,8 @@ def _span(row: sqlite3.Row) -> dict[str, Any]:
 
 def _run(row: sqlite3.Row) -> dict[str, Any]:
     attributes = json.loads(row["attributes"])
+    input_tokens = int(attributes.get("tenant_trace.usage.input_tokens", 0))
+    output_tokens = int(attributes.get("tenant_trace.usage.output_tokens", 0))
     return {
         "trace_id": row["trace_id"],
         "tenant_id": row["tenant_id"],
@@ -248,9 +303,11 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
         "failed": row["status"] == "ERROR",
         "error_type": row["error_type"],
         "status_message": row["status_message"],
-        "tokens": int(attributes.get("gen_ai.usage.input_tokens", 0))
-        + int(attributes.get("gen_ai.usage.output_tokens", 0)),
-        "cost_usd": float(attributes.get("tenant_trace.run.cost_usd", 0.0)),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "tokens": input_tokens + output_tokens,
+        "cost_usd": attributes.get("tenant_trace.usage.cost_usd"),
+        "unpriced_calls": int(attributes.get("tenant_trace.usage.unpriced_calls", 0)),
         "tool_calls": int(attributes.get("tenant_trace.run.tool_calls", 0)),
         "tool_errors": int(attributes.get("tenant_trace.run.tool_errors", 0)),
     }

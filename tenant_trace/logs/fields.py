@@ -13,6 +13,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 
 from ..agent.rollup import current_totals
 from ..context import get_current_tenant
+from ..identity import identity_attributes
 from ..redaction import redact_attributes
 
 __all__ = [
@@ -39,6 +40,12 @@ _KEPT = frozenset({*FIELDS, "timestamp", "level", "logger"})
 _NOT_EXTRA = frozenset({*RESERVED_ATTRS, "taskName", "color_message", *FIELDS})
 # The key under which OtelLogHandler hands the body to redact_fields with the attributes.
 _BODY = "message"
+# The `identity` of the context, as extra fields of the lines logged inside it.
+_IDENTITY_FIELDS = {
+    "user.id": "user_id",
+    "session.id": "session_id",
+    "gen_ai.conversation.id": "conversation_id",
+}
 # OpenTelemetry's severity text for the Python level names that differ (WARN, FATAL).
 _OTEL_LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
@@ -95,6 +102,8 @@ def _stamp(record: logging.LogRecord) -> _Stamp:
             stamp = _current()
             # Overwrites a caller's ``extra={"tenant_id": ...}``: the context is the truth.
             record.__dict__.update(stamp.ids._asdict())
+            for key, value in identity_attributes(stamp.ids.tenant_id).items():
+                record.__dict__[_IDENTITY_FIELDS[key]] = value  # only when an identity is set
             record.__dict__[_STAMP] = stamp
         return stamp
     except Exception:

@@ -1,18 +1,30 @@
-"""Per-tenant metrics: agent runs, token usage, LLM calls, tool calls and rejected requests.
+"""Per-tenant metrics: agent runs, token usage and cost, LLM calls, tool calls and rejected
+requests.
 
 The request lifecycle and the agent API record these instruments (meter ``tenant_trace``);
 `tenant_trace.init` chooses where they go (``metrics=`` / ``OTEL_METRICS_EXPORTER``)::
 
     name                                 kind       unit           attributes
     tenant_trace.run.duration            histogram  s              tenant.id, outcome, error.type
-    gen_ai.client.token.usage            histogram  {token}        tenant.id, gen_ai.token.type,
-                                                                   gen_ai.request.model
-    gen_ai.client.operation.duration     histogram  s              tenant.id, gen_ai.request.model,
+    tenant_trace.usage.tokens            counter    {token}        tenant.id, gen_ai.token.type,
+                                                                   gen_ai.request.model,
+                                                                   gen_ai.provider.name
+    tenant_trace.usage.cost              counter    {USD}          tenant.id, gen_ai.request.model,
+                                                                   gen_ai.provider.name
+    tenant_trace.usage.unpriced_calls    counter    {call}         tenant.id, gen_ai.request.model,
+                                                                   gen_ai.provider.name
+    tenant_trace.llm.duration            histogram  s              tenant.id, gen_ai.request.model,
                                                                    error.type
     tenant_trace.tool.calls              counter    {call}         tenant.id, gen_ai.tool.name,
                                                                    outcome
     tenant_trace.requests.rejected       counter    {request}      reason (`Rejection.code`)
     tenant_trace.metrics.tenant_overflow counter    {measurement}  (none)
+
+Usage counts every model call once, from the span of whichever instrumentation made it
+(`tenant_trace.usage`), sampled or not. Instrumentations record their own
+``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` without a tenant;
+tenant-trace's names never collide with them, and the sum of ``tenant_trace.usage.tokens``
+over tenants equals theirs for the calls made inside requests.
 
 A run is one traced request, or a `start_trace` run outside any request; ``outcome`` is
 ``success`` or ``error``, and an error's ``error.type`` is the run's failure (``StaleData``),
@@ -39,8 +51,8 @@ from .record import (
     record_rejection,
     record_request,
     record_run,
-    record_tokens,
     record_tool_call,
+    record_usage,
 )
 
 __all__ = [
@@ -57,6 +69,6 @@ __all__ = [
     "record_rejection",
     "record_request",
     "record_run",
-    "record_tokens",
     "record_tool_call",
+    "record_usage",
 ]

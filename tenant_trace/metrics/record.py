@@ -28,8 +28,8 @@ __all__ = [
     "record_rejection",
     "record_request",
     "record_run",
-    "record_tokens",
     "record_tool_call",
+    "record_usage",
 ]
 
 logger = logging.getLogger("tenant_trace")
@@ -42,7 +42,6 @@ RUN_DURATION_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 )  # fmt: skip
 # The bucket boundaries the GenAI semantic conventions advise.
-TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
 OPERATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
 #: Runs a tenant id needs, once half the cap is taken, to get a series of its own.
 ADMIT_AFTER = 5
@@ -131,8 +130,10 @@ class _Instruments:
         "provider",
         "rejected",
         "run_duration",
-        "tokens",
         "tools",
+        "unpriced",
+        "usage_cost",
+        "usage_tokens",
     )
 
     def __init__(self, provider: otel_metrics.MeterProvider | None, cap: TenantCap) -> None:
@@ -145,14 +146,26 @@ class _Instruments:
             description="Duration of agent runs (traced requests and start_trace runs).",
             explicit_bucket_boundaries_advisory=RUN_DURATION_BUCKETS,
         )
-        self.tokens = meter.create_histogram(
-            "gen_ai.client.token.usage",
+        # tenant_trace.* names, never the GenAI ones that instrumentations record (without
+        # a tenant): the same name with two identities conflicts in the SDK and in backends.
+        self.usage_tokens = meter.create_counter(
+            "tenant_trace.usage.tokens",
             unit="{token}",
-            description="Tokens used per LLM call, by token type (input or output).",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            description="Tokens of model calls, from any instrumentation, by token type "
+            "(input or output).",
+        )
+        self.usage_cost = meter.create_counter(
+            "tenant_trace.usage.cost",
+            unit="{USD}",
+            description="Estimated cost in USD of the model calls that have a price.",
+        )
+        self.unpriced = meter.create_counter(
+            "tenant_trace.usage.unpriced_calls",
+            unit="{call}",
+            description="Model calls whose model has no price: their cost is unknown.",
         )
         self.llm_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
+            "tenant_trace.llm.duration",
             unit="s",
             description="Duration of LLM calls.",
             explicit_bucket_boundaries_advisory=OPERATION_BUCKETS,
@@ -253,17 +266,28 @@ def record_request(
     record_run(tenant, started, failure)
 
 
-def record_tokens(call: Mapping[str, str], input_tokens: int, output_tokens: int) -> None:
-    """Token usage of one LLM call of the current tenant; `call` holds the call's
-    ``gen_ai.operation.name``, ``gen_ai.provider.name`` and ``gen_ai.request.model``."""
+def record_usage(
+    tenant_id: str | None,
+    call: Mapping[str, str],
+    input_tokens: int,
+    output_tokens: int,
+    cost: float | None,
+) -> None:
+    """Usage of one model call of `tenant_id` (the ``tenant.id`` its span carries);
+    `call` holds its ``gen_ai.request.model`` and ``gen_ai.provider.name``; a `cost` of
+    ``None`` counts the call as unpriced."""
     try:
         instruments = _get()
-        attributes = instruments.attributes(current())
+        attributes = instruments.attributes(Tenant(tenant_id, "span") if tenant_id else None)
         attributes.update(call)
-        instruments.tokens.record(input_tokens, {**attributes, "gen_ai.token.type": "input"})
-        instruments.tokens.record(output_tokens, {**attributes, "gen_ai.token.type": "output"})
+        instruments.usage_tokens.add(input_tokens, {**attributes, "gen_ai.token.type": "input"})
+        instruments.usage_tokens.add(output_tokens, {**attributes, "gen_ai.token.type": "output"})
+        if cost is None:
+            instruments.unpriced.add(1, attributes)
+        else:
+            instruments.usage_cost.add(cost, attributes)
     except Exception:
-        logger.debug("tenant_trace: could not record a token metric", exc_info=True)
+        logger.debug("tenant_trace: could not record a usage metric", exc_info=True)
 
 
 def record_llm_call(call: Mapping[str, str], seconds: float, error: BaseException | None) -> None:

@@ -360,7 +360,9 @@ class Redactor:
         position = 0
         for kind, start, end in findings:
             parts.append(text[position:start])
-            parts.append(self._replacement(kind, text[start:end], tenant))
+            value = text[start:end]
+            hide = self._pseudonyms and kind != "SECRET"
+            parts.append(self.pseudonym(kind, value, tenant) if hide else f"<{kind}>")
             position = end
         if stop is None:
             parts.append(text[position:])
@@ -368,9 +370,8 @@ class Redactor:
             parts.append(text[position:stop])
         return "".join(parts)
 
-    def _replacement(self, kind: str, value: str, tenant: str | None) -> str:
-        if not self._pseudonyms or kind == "SECRET":
-            return f"<{kind}>"
+    def pseudonym(self, kind: str, value: str, tenant: str | None) -> str:
+        """``<KIND:3f0c2a91d7e4>``: `value`'s pseudonym for `tenant`, whatever `replacement`."""
         mac = self._tenant_macs.get(tenant)
         if mac is None:
             # A key per tenant, derived from the secret key: the same value of two tenants

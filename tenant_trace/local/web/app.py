@@ -117,7 +117,7 @@ def _environment() -> jinja2.Environment:
     env.filters["cell"] = lambda value: visible("(none)" if value is None else value, MAX_CELL)
     env.filters["ms"] = lambda v: "-" if v is None else f"{v:,.1f}" if v >= 1 else f"{v:.2f}"
     env.filters["pct"] = lambda v: f"{v:.1%}"
-    env.filters["usd"] = lambda v: f"${v:,.4f}" if v else "-"
+    env.filters["usd"] = lambda v: "unknown" if v is None else f"${v:,.4f}"
     env.filters["when"] = lambda ns: (
         "-"
         if ns is None

@@ -48,7 +48,7 @@ class RunFilter:
         return (
             (not self.failed or run["failed"])
             and (self.slow_ms is None or run["duration_ms"] >= self.slow_ms)
-            and (self.min_cost is None or run["cost_usd"] >= self.min_cost)
+            and (self.min_cost is None or (run["cost_usd"] or 0.0) >= self.min_cost)
             and (self.route is None or run["name"] == self.route)
             and (self.agent is None or run["agent"] == self.agent)
         )

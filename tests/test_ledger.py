@@ -35,9 +35,9 @@ SAMPLED_OUT = """
         prices={"test": (1.0, 2.0)},
     )
     agent = Agent(TestModel(), capabilities=[Instrumentation()])
-    # FastAPI's own server span would open before the middleware knows the tenant, and the
-    # sampler would decide the trace without it.
-    app = FastAPI(telemetry={"tracing": False})
+    # FastAPI's own server span opens before the middleware knows the tenant: the run is
+    # sampled anew with the tenant's ratio, and the dropped request's server span not stored.
+    app = FastAPI()
     app.add_middleware(TenantTraceMiddleware)
     used = {}
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "parse_duration", "parse_tenant_values", "settings"]
+__all__ = ["Settings", "env_flag", "parse_duration", "parse_tenant_values", "settings"]
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -62,7 +62,8 @@ def parse_tenant_values(spec: str, what: str) -> dict[str, str]:
     return values
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """Whether the environment variable `name` is set to true (1, true, yes, on)."""
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -78,7 +79,7 @@ class Settings:
         pseudonymize_users: record ``user.id`` as a per-tenant pseudonym (`identity`).
     """
 
-    capture_content: bool = field(default_factory=lambda: _env_flag("TENANT_TRACE_CAPTURE_CONTENT"))
+    capture_content: bool = field(default_factory=lambda: env_flag("TENANT_TRACE_CAPTURE_CONTENT"))
     max_content_length: int = 500
     redact: Callable[[str], str] | None = None
     pseudonymize_users: bool = True

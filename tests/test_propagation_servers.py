@@ -50,7 +50,11 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
             "uvicorn",
             "tests.servers.fanout:edge",
             tmp_path,
-            env={BROKER_ENV: broker, "TENANT_TRACE_TEST_DOWNSTREAM": downstream.url},
+            env={
+                BROKER_ENV: broker,
+                "TENANT_TRACE_TEST_DOWNSTREAM": downstream.url,
+                "TENANT_TRACE_TRUST_TRACEPARENT": "false",  # a public edge: the default
+            },
         ) as edge,
     ):
         yield Services(edge, downstream, worker)

@@ -26,6 +26,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from .. import metrics
 from ..agent import rollup
 from ..agent.rollup import Totals
+from ..config import env_flag
 from ..context import Tenant, attach, detach
 from ..errors import ConfigurationError
 from ..export.sampling import redeciding, superseded
@@ -47,6 +48,8 @@ __all__ = [
 logger = logging.getLogger("tenant_trace")
 
 SPAN_NAME = "agent.run"
+#: The environment variable that sets the default of ``trust_traceparent``.
+TRUST_ENV = "TENANT_TRACE_TRUST_TRACEPARENT"
 _active: ContextVar[ActiveRequest | None] = ContextVar("tenant_trace.request", default=None)
 
 
@@ -93,7 +96,8 @@ class RequestTracer:
             sampling decision). By default only a caller whose tenant came from the trusted
             internal header is continued; any other starts a new trace with a span link to
             the caller's context, so that a client can neither force sampling nor join
-            another tenant's trace.
+            another tenant's trace. Default: ``TENANT_TRACE_TRUST_TRACEPARENT=true`` in the
+            environment, else ``False``.
     """
 
     __slots__ = ("_provider", "_tracer", "_unchecked", "tracing", "trust_traceparent")
@@ -103,10 +107,12 @@ class RequestTracer:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         tracing: bool = True,
-        trust_traceparent: bool = False,
+        trust_traceparent: bool | None = None,
     ) -> None:
         if not isinstance(tracing, bool):
             raise ConfigurationError("tracing must be True or False")
+        if trust_traceparent is None:
+            trust_traceparent = env_flag(TRUST_ENV)
         if not isinstance(trust_traceparent, bool):
             raise ConfigurationError("trust_traceparent must be True or False")
         self.trust_traceparent = trust_traceparent

@@ -58,7 +58,7 @@ def configure(
     tracer = RequestTracer(
         tracer_provider=options.pop("tracer_provider", None),
         tracing=options.pop("tracing", True),
-        trust_traceparent=options.pop("trust_traceparent", False),
+        trust_traceparent=options.pop("trust_traceparent", None),
     )
     policy = build_policy(**options)
     if sync:

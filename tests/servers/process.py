@@ -62,6 +62,9 @@ def serve(
         "PYTHONPATH": str(ROOT),
         spanfile.ENV: str(spans),
         "OTEL_TRACES_EXPORTER": "none",
+        # The load checks follow each request by the traceparent it sent, as a trusted
+        # gateway's would be continued (tests/test_propagation_servers.py runs a public edge).
+        "TENANT_TRACE_TRUST_TRACEPARENT": "true",
         **(env or {}),
     }
     process = subprocess.Popen(

@@ -13,22 +13,28 @@ two tenants cannot be linked, and the raw id is never recorded. They are never m
 
 from __future__ import annotations
 
+import logging
 import unicodedata
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import NamedTuple
 
 from .config import settings
 from .errors import ConfigurationError
 from .redaction import Redactor
+from .resolve.view import RequestView
 
 __all__ = [
     "Identity",
     "checked",
     "enter",
+    "from_request",
     "get_current_identity",
     "identity_attributes",
     "leave",
 ]
+
+logger = logging.getLogger("tenant_trace")
 
 MAX_LENGTH = 255
 _FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -106,3 +112,24 @@ def enter(given: Identity) -> tuple[Identity, Token[Identity | None]]:
 
 def leave(token: Token[Identity | None]) -> None:
     _current.reset(token)
+
+
+def from_request(view: RequestView, headers: Mapping[str, str]) -> Identity | None:
+    """The identity a resolver found (a JWT's claims) or `headers` carry; ``None``: none.
+    A value that is no valid id is left out (logged), never a reason to refuse."""
+    found = dict(view.identity)
+    for field, header in headers.items():
+        value = view.get(header)
+        if value is not None:
+            found.setdefault(field, value)
+    if not found:
+        return None
+    given = {}
+    for field, value in found.items():
+        try:
+            args: dict[str, str | None] = dict.fromkeys(Identity._fields)
+            args[field] = value
+            given[field] = getattr(checked(**args), field)
+        except ConfigurationError:
+            logger.debug("tenant_trace: the request's %s is not a valid id", field)
+    return Identity(**given) if given else None

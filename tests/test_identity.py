@@ -171,3 +171,80 @@ def test_traces_filter_by_user_session_and_conversation(spans: Spans, tmp_path: 
     assert len(as_json(*common, "--session", "s-2")) == 1
     assert len(as_json(*common, "--conversation", "conv-s-3", "--user", alice)) == 1
     assert as_json("traces", "--tenant", "globex", "--db", str(db), "--user", alice) == []
+
+
+# --- identity from the request: JWT claims and headers ------------------------------------
+
+
+def request_app(**options: Any) -> TestClient:
+    from examples.common import JWT_SECRET
+
+    app = FastAPI()
+    app.add_middleware(
+        TenantTraceMiddleware,
+        jwt={"key": JWT_SECRET, "algorithms": ["HS256"], "user_claim": "sub"},
+        identity_headers={"session_id": "X-Session-ID", "conversation_id": "X-Conversation-ID"},
+        **options,
+    )
+
+    @app.get("/ask")
+    async def ask_route() -> dict[str, Any]:
+        with trace.get_tracer("some.framework").start_as_current_span("chain"):
+            return {"who": tenant_trace.get_current_identity()}
+
+    return TestClient(app)
+
+
+def bearer(tenant: str, sub: str) -> dict[str, str]:
+    import jwt
+
+    from examples.common import JWT_SECRET
+    from tests.conftest import FAR_EXP
+
+    token = jwt.encode({"tenant_id": tenant, "sub": sub, "exp": FAR_EXP}, JWT_SECRET, "HS256")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_identity_comes_from_jwt_claims_and_headers(spans: Spans) -> None:
+    client = request_app()
+    headers = {**bearer("acme", "user-42"), "X-Session-ID": "s-9", "X-Conversation-ID": "c-1"}
+    for _ in range(2):  # the second time from the verified-token cache
+        response = client.get("/ask", headers=headers)
+        assert response.json() == {"who": ["user-42", "s-9", "c-1"]}
+    runs = spans.named("agent.run")
+    chains = spans.named("chain")
+    assert len(runs) == len(chains) == 2
+    for span in (*runs, *chains):
+        attributes = dict(span.attributes or {})
+        assert attributes["session.id"] == "s-9"
+        assert attributes["gen_ai.conversation.id"] == "c-1"
+        assert attributes["user.id"] != "user-42", "pseudonymized"
+    assert len({s.attributes["user.id"] for s in (*runs, *chains)}) == 1  # type: ignore[index]
+    # The same user id in another tenant is another pseudonym.
+    client.get("/ask", headers=bearer("globex", "user-42"))
+    other = [s for s in spans.named("agent.run") if s.attributes["tenant.id"] == "globex"]  # type: ignore[index]
+    assert other[0].attributes["user.id"] != runs[0].attributes["user.id"]  # type: ignore[index]
+    assert "session.id" not in other[0].attributes  # type: ignore[operator]
+
+
+def test_a_request_without_identity_has_none_and_nothing_leaks(spans: Spans) -> None:
+    client = request_app()
+    client.get("/ask", headers={**bearer("acme", "user-42"), "X-Session-ID": "s-9"})
+    assert client.get("/ask").status_code == 401  # no credentials: refused, as before
+    response = client.get("/ask", headers=bearer("acme", "user-7"))
+    assert response.json() == {"who": ["user-7", None, None]}, "no session of the last request"
+    assert tenant_trace.get_current_identity() is None
+
+
+def test_an_invalid_identity_header_is_left_out(spans: Spans) -> None:
+    client = request_app()
+    response = client.get("/ask", headers={**bearer("acme", "u"), "X-Session-ID": "a\x7fb"})
+    assert response.status_code == 200
+    assert response.json()["who"][1] is None
+    (run,) = spans.named("agent.run")
+    assert "session.id" not in (run.attributes or {})
+
+
+def test_unknown_identity_header_keys_are_configuration_errors() -> None:
+    with pytest.raises(tenant_trace.ConfigurationError, match="identity_headers"):
+        TenantTraceMiddleware(FastAPI(), identity_headers={"user": "X-User-ID"})

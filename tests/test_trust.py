@@ -47,10 +47,17 @@ class Exported:
         return [s for s in self.spans() if (s.attributes or {}).get("tenant.id") == tenant]
 
 
+INSTRUMENTED: list[FastAPI] = []
+
+
 @pytest.fixture
 def exported() -> Iterator[Exported]:
     found = Exported()
     yield found
+    # OpenTelemetry's FastAPI instrumentation patches Starlette's BackgroundTask for the
+    # whole process, with this test's provider: undo it.
+    while INSTRUMENTED:
+        FastAPIInstrumentor.uninstrument_app(INSTRUMENTED.pop())
     found.provider.shutdown()
 
 
@@ -70,6 +77,7 @@ def fastapi_app(exported: Exported, install: str) -> Any:
     else:  # beside OpenTelemetry's FastAPI instrumentation (FastAPI's own is then off)
         app.add_middleware(TenantTraceMiddleware, **options)
         FastAPIInstrumentor.instrument_app(app, tracer_provider=exported.provider)
+        INSTRUMENTED.append(app)
     return app
 
 

@@ -51,6 +51,7 @@ class _Verified(NamedTuple):
     tenant: Tenant
     exp: float
     nbf: float
+    who: dict[str, str]
 
 
 class _KeySet:
@@ -124,6 +125,8 @@ class JWTResolver(BaseResolver):
         required_claims: claims that must be present besides the tenant claim.
         header: the header carrying the token; `scheme` its prefix (``None``: whole value).
         cookie: read the token from this cookie instead of a header.
+        user_claim, session_claim: claims (``"sub"``) whose string values become the
+            request's ``user.id`` and ``session.id`` (see `tenant_trace.identity`).
         cache_size: how many verified tokens to remember (0 disables the cache).
         max_token_length: longer tokens are rejected unread.
         clock: monotonic seconds, for the JWKS lifespan and cooldown (a test passes a fake).
@@ -145,6 +148,8 @@ class JWTResolver(BaseResolver):
         header: str = "Authorization",
         scheme: str | None = "Bearer",
         cookie: str | None = None,
+        user_claim: str | None = None,
+        session_claim: str | None = None,
         cache_size: int = 1024,
         max_token_length: int = 8192,
         jwks_lifespan: float = 300,
@@ -171,6 +176,7 @@ class JWTResolver(BaseResolver):
         self.header = header
         self.scheme = scheme.lower() if scheme else None
         self.cookie = cookie
+        self._who = {"user_id": user_claim, "session_id": session_claim}
         self.source = source
         self.max_token_length = max_token_length
         self.cache_size = cache_size
@@ -215,7 +221,7 @@ class JWTResolver(BaseResolver):
 
     def __call__(self, view: RequestView) -> Tenant | None:
         token = self.token(view)
-        return None if token is None else self.verify(token)
+        return None if token is None else self._found(view, self._verify(token, fetch=True))
 
     async def aresolve(self, view: RequestView) -> Tenant | None:
         """Like calling the resolver, but a JWKS fetch runs in a worker thread."""
@@ -228,13 +234,18 @@ class JWTResolver(BaseResolver):
             if self._keys.needs_fetch(kid):
                 await asyncio.to_thread(self._keys.fetch, kid)
         # Never fetch here, on the loop, even if the cooldown has already run out again.
-        return self._verify(token, fetch=False)
+        return self._found(view, self._verify(token, fetch=False))
 
     def verify(self, token: str) -> Tenant:
         """The tenant of a token, or a `Rejection` (401, or 503 when keys are unreachable)."""
-        return self._verify(token, fetch=True)
+        return self._verify(token, fetch=True).tenant
 
-    def _verify(self, token: str, *, fetch: bool) -> Tenant:
+    @staticmethod
+    def _found(view: RequestView, verified: _Verified) -> Tenant:
+        view.identity.update(verified.who)
+        return verified.tenant
+
+    def _verify(self, token: str, *, fetch: bool) -> _Verified:
         hit = self._cache.get(token)
         if hit is not None:
             now = self._wall_clock()
@@ -243,7 +254,7 @@ class JWTResolver(BaseResolver):
                 raise invalid_token("token has expired", "expired_token")
             if now < hit.nbf - self.leeway:
                 raise invalid_token("token is not valid yet")
-            return hit.tenant
+            return hit
         if not token:
             raise invalid_token("token is empty")
         if len(token) > self.max_token_length:
@@ -264,8 +275,19 @@ class JWTResolver(BaseResolver):
         except Exception as exc:  # PyJWT or a key library: any failure is a bad token
             raise invalid_token(_detail(exc)) from None
         tenant = Tenant(self._tenant_id(claims), self.source)
-        self._remember(token, tenant, claims)
-        return tenant
+        who = {
+            k: v
+            for k, claim in self._who.items()
+            if claim and isinstance(v := claims.get(claim), str)
+        }
+        verified = _Verified(
+            tenant,
+            _number(claims.get("exp"), math.inf),
+            _number(claims.get("nbf"), -math.inf),
+            who,
+        )
+        self._remember(token, verified)
+        return verified
 
     def _tenant_id(self, claims: dict[str, Any]) -> str:
         value: Any = claims
@@ -278,12 +300,9 @@ class JWTResolver(BaseResolver):
         except InvalidTenantError as exc:
             raise invalid_token(f"token claim {self.claim!r}: {exc}") from None
 
-    def _remember(self, token: str, tenant: Tenant, claims: dict[str, Any]) -> None:
+    def _remember(self, token: str, entry: _Verified) -> None:
         if self.cache_size <= 0:
             return
-        entry = _Verified(
-            tenant, _number(claims.get("exp"), math.inf), _number(claims.get("nbf"), -math.inf)
-        )
         with self._cache_lock:
             while len(self._cache) >= self.cache_size:
                 self._cache.pop(next(iter(self._cache)))

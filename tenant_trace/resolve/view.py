@@ -35,7 +35,7 @@ class RequestView:
             for custom resolvers that need more than this view offers.
     """
 
-    __slots__ = ("_headers", "method", "path", "query", "raw")
+    __slots__ = ("_headers", "identity", "method", "path", "query", "raw")
 
     def __init__(
         self,
@@ -49,6 +49,8 @@ class RequestView:
         self.path = path
         self.query = query
         self.raw = raw
+        #: Identity ids a resolver found (a JWT's ``user_claim``): ``{"user_id": ...}``.
+        self.identity: dict[str, str] = {}
         self._headers = [(k.lower(), v) for k, v in headers]
 
     def __repr__(self) -> str:
@@ -97,6 +99,7 @@ class _AsgiView(RequestView):
         self.path = scope.get("path", "/")
         self.query = scope.get("query_string", b"").decode("latin-1")
         self.raw = scope
+        self.identity = {}
         self._pairs: Iterable[tuple[bytes, bytes]] = scope.get("headers") or ()
 
     def get_all(self, name: str) -> list[str]:
@@ -113,6 +116,7 @@ class _WsgiView(RequestView):
         self.path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
         self.query = environ.get("QUERY_STRING", "")
         self.raw = environ
+        self.identity = {}
 
     def get_all(self, name: str) -> list[str]:
         key = name.upper().replace("-", "_")

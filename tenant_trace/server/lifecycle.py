@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, Token
 from typing import Any, overload
 
-from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from .. import metrics
 from ..agent import rollup
@@ -29,11 +28,14 @@ from ..agent.rollup import Totals
 from ..config import env_flag
 from ..context import Tenant, attach, detach
 from ..errors import ConfigurationError
-from ..export.sampling import redeciding, superseded
+from ..identity import Identity, from_request
+from ..identity import enter as enter_identity
+from ..identity import leave as leave_identity
 from ..resolve.policy import TenantPolicy
 from ..resolve.view import RequestView
 from ..telemetry import record_error, tracer
 from .body import AsyncBody, SyncBody
+from .root import open_root
 
 __all__ = [
     "ActiveRequest",
@@ -47,7 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("tenant_trace")
 
-SPAN_NAME = "agent.run"
 #: The environment variable that sets the default of ``trust_traceparent``.
 TRUST_ENV = "TENANT_TRACE_TRUST_TRACEPARENT"
 _active: ContextVar[ActiveRequest | None] = ContextVar("tenant_trace.request", default=None)
@@ -75,17 +76,6 @@ def get_current_request() -> ActiveRequest | None:
 current_request = get_current_request  # the name before 0.2
 
 
-class _ViewGetter(Getter[RequestView]):
-    def get(self, carrier: RequestView, key: str) -> list[str] | None:
-        return carrier.get_all(key) or None
-
-    def keys(self, carrier: RequestView) -> list[str]:
-        return []
-
-
-_GETTER = _ViewGetter()
-
-
 class RequestTracer:
     """Opens and closes the root span and tenant context of each request.
 
@@ -98,9 +88,19 @@ class RequestTracer:
             the caller's context, so that a client can neither force sampling nor join
             another tenant's trace. Default: ``TENANT_TRACE_TRUST_TRACEPARENT=true`` in the
             environment, else ``False``.
+        identity_headers: request headers whose values are the request's identity (see
+            `tenant_trace.identity`): ``{"session_id": "X-Session-ID"}``; keys ``user_id``,
+            ``session_id``, ``conversation_id``. A JWT's ``user_claim`` comes first.
     """
 
-    __slots__ = ("_provider", "_tracer", "_unchecked", "tracing", "trust_traceparent")
+    __slots__ = (
+        "_provider",
+        "_unchecked",
+        "identity_headers",
+        "tracer",
+        "tracing",
+        "trust_traceparent",
+    )
 
     def __init__(
         self,
@@ -108,6 +108,7 @@ class RequestTracer:
         tracer_provider: trace.TracerProvider | None = None,
         tracing: bool = True,
         trust_traceparent: bool | None = None,
+        identity_headers: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(tracing, bool):
             raise ConfigurationError("tracing must be True or False")
@@ -116,8 +117,14 @@ class RequestTracer:
         if not isinstance(trust_traceparent, bool):
             raise ConfigurationError("trust_traceparent must be True or False")
         self.trust_traceparent = trust_traceparent
+        unknown = set(identity_headers or {}) - set(Identity._fields)
+        if unknown:
+            raise ConfigurationError(
+                f"identity_headers: unknown {sorted(unknown)}; the keys are {Identity._fields}"
+            )
+        self.identity_headers = dict(identity_headers or {})
         self._provider = tracer_provider
-        self._tracer = tracer("tenant_trace", tracer_provider)
+        self.tracer = tracer("tenant_trace", tracer_provider)
         self._unchecked = tracing
         self.tracing = tracing
 
@@ -145,57 +152,10 @@ class RequestTracer:
             _check_provider(self._provider or trace.get_tracer_provider())
         return ActiveRequest(self, view, tenant, websocket, route)
 
-    def _open(
-        self, view: RequestView, tenant: Tenant | None, websocket: bool
-    ) -> tuple[trace.Span, otel_context.Context]:
-        trusted = self.trust_traceparent or (tenant is not None and tenant.source == "internal")
-        attributes: dict[str, Any] = {"url.path": view.path}
-        if not websocket:
-            attributes["http.request.method"] = view.method
-        if tenant is not None:  # given here, the span processor has nothing left to add
-            attributes["tenant.id"] = tenant.id
-            attributes["tenant.source"] = tenant.source
-        parent = None
-        links: list[Link] = []
-        kind = SpanKind.SERVER
-        server_span = trace.get_current_span()
-        outer = server_span.get_span_context()
-        if outer.is_valid:
-            # The HTTP server span of other instrumentation, started before the tenant was
-            # known: stamp it too, so that every span of the request has it.
-            if tenant is not None:
-                server_span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
-            caller = getattr(server_span, "parent", None)
-            if trusted or caller is None or not caller.is_remote:
-                kind = SpanKind.INTERNAL
-                token = None if trusted else redeciding.set(True)
-                try:
-                    span = self._tracer.start_span(SPAN_NAME, None, kind, attributes)
-                finally:
-                    if token is not None:
-                        redeciding.reset(token)
-                if outer.trace_flags.sampled and not span.get_span_context().trace_flags.sampled:
-                    superseded.add(outer)  # the tenant's sampling dropped the request
-                return span, trace.set_span_in_context(span)
-            # It joined an untrusted caller's trace: this request starts its own, linked to
-            # the caller and to that span; no span that joined the caller is exported.
-            superseded.add(outer)
-            superseded.add(caller)
-            links = [Link(caller), Link(outer)]
-            parent = trace.set_span_in_context(trace.INVALID_SPAN)
-        elif view.get_all("traceparent") or view.get_all("baggage"):
-            parent = propagate.extract(view, getter=_GETTER)
-            # A client-sent tenant in baggage is never trusted, nor passed on downstream.
-            if baggage.get_baggage("tenant.id", parent) is not None:
-                parent = baggage.remove_baggage("tenant.id", parent)
-            caller = trace.get_current_span(parent).get_span_context()
-            if caller.is_valid and not trusted:
-                # An untrusted caller decides neither the trace nor its sampling: a new
-                # trace, linked to the caller's.
-                links = [Link(caller)]
-                parent = trace.set_span_in_context(trace.INVALID_SPAN, parent)
-        span = self._tracer.start_span(SPAN_NAME, parent, kind, attributes, links)
-        return span, trace.set_span_in_context(span, parent)
+    def trusts(self, tenant: Tenant | None) -> bool:
+        """Whether the caller's ``traceparent`` is continued: `trust_traceparent`, or a
+        tenant from the trusted internal header."""
+        return self.trust_traceparent or (tenant is not None and tenant.source == "internal")
 
 
 def _check_provider(provider: trace.TracerProvider) -> None:
@@ -208,7 +168,7 @@ def _check_provider(provider: trace.TracerProvider) -> None:
         )
 
 
-_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object]
+_Tokens = tuple[Token[Tenant | None], object, Token["ActiveRequest | None"], object, object]
 
 
 class ActiveRequest:
@@ -225,6 +185,7 @@ class ActiveRequest:
         "_started",
         "_status",
         "_tokens",
+        "_who",
         "span",
         "tenant",
         "totals",
@@ -249,6 +210,7 @@ class ActiveRequest:
         self._started: float | None = None
         self._status: int | None = None
         self._tokens: _Tokens | None = None
+        self._who = from_request(view, tracer.identity_headers)
         self._handed_over = False
 
     def __repr__(self) -> str:
@@ -261,13 +223,16 @@ class ActiveRequest:
         tracer, view, websocket = opening
         self._started = time.monotonic()
         tenant_token = attach(self.tenant)  # first, so that the span processor sees the tenant
+        who_token = None if self._who is None else enter_identity(self._who)[1]
         if tracer.tracing:
             try:
-                self.span, self._context = tracer._open(view, self.tenant, websocket)
+                self.span, self._context = open_root(
+                    tracer.tracer, view, self.tenant, websocket, tracer.trusts(self.tenant)
+                )
             except Exception:
                 logger.exception("tenant_trace: could not open the request span")
         self.totals = Totals(self.span, started=self._started)
-        self._tokens = self._attach(tenant_token)
+        self._tokens = self._attach(tenant_token, who_token)
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -372,23 +337,28 @@ class ActiveRequest:
     def activated(self) -> Iterator[None]:
         """Make this request's tenant, span and totals current again, for work that runs
         after the middleware returned (a streamed body iterated by the server)."""
-        tokens = self._attach(attach(self.tenant))
+        tenant_token = attach(self.tenant)
+        tokens = self._attach(
+            tenant_token, None if self._who is None else enter_identity(self._who)[1]
+        )
         try:
             yield
         finally:
             _reset(tokens)
 
-    def _attach(self, tenant_token: Token[Tenant | None]) -> _Tokens:
+    def _attach(self, tenant_token: Token[Tenant | None], who_token: object) -> _Tokens:
         otel_token = None if self._context is None else otel_context.attach(self._context)
         totals_token = None if self.totals is None else rollup.enter(self.totals)
-        return (tenant_token, otel_token, _active.set(self), totals_token)
+        return (tenant_token, otel_token, _active.set(self), totals_token, who_token)
 
 
 def _reset(tokens: _Tokens) -> None:
-    tenant_token, otel_token, active_token, totals_token = tokens
+    tenant_token, otel_token, active_token, totals_token, who_token = tokens
     if totals_token is not None:
         rollup.leave(totals_token)
     _active.reset(active_token)
     if otel_token is not None:
         otel_context.detach(otel_token)  # type: ignore[arg-type]
+    if who_token is not None:
+        leave_identity(who_token)  # type: ignore[arg-type]
     detach(tenant_token)

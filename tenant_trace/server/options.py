@@ -37,10 +37,11 @@ class MiddlewareOptions(PolicyOptions, total=False):
     tracer_provider: trace.TracerProvider | None
     tracing: bool
     trust_traceparent: bool
+    identity_headers: Mapping[str, str]
 
 
 #: The middleware options that are not policy options.
-TRACER_OPTIONS = ("tracer_provider", "tracing", "trust_traceparent")
+TRACER_OPTIONS = ("tracer_provider", "tracing", "trust_traceparent", "identity_headers")
 #: Every middleware option (`MiddlewareOptions`).
 MIDDLEWARE_OPTIONS = POLICY_OPTIONS + TRACER_OPTIONS
 
@@ -59,6 +60,7 @@ def configure(
         tracer_provider=options.pop("tracer_provider", None),
         tracing=options.pop("tracing", True),
         trust_traceparent=options.pop("trust_traceparent", None),
+        identity_headers=options.pop("identity_headers", None),
     )
     policy = build_policy(**options)
     if sync:

@@ -31,7 +31,7 @@ __all__ = [
 MAX_TENANT_LENGTH = 255
 # Control characters, invisible format characters (bidi overrides, zero-width), surrogates
 # and line/paragraph separators: all can forge or hide text in logs and dashboards.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # Unicode's default-ignorable code points (DerivedCoreProperties.txt) that are letters or
 # marks, and the blanks and fillers that render as nothing: "ac\u3164me" reads as "acme".
 _INVISIBLE = re.compile(
@@ -82,7 +82,7 @@ def check_shape(value: object) -> str:
     else:
         value = unicodedata.normalize("NFKC", value)
         if _INVISIBLE.search(value) or any(
-            unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value
+            unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in value
         ):
             raise InvalidTenantError("tenant id contains control or invisible characters")
     if not value:

@@ -20,6 +20,7 @@ from contextvars import ContextVar, Token
 from typing import NamedTuple
 
 from .config import settings
+from .context import FORBIDDEN_CATEGORIES
 from .errors import ConfigurationError
 from .redaction import Redactor
 from .resolve.view import RequestView
@@ -37,7 +38,6 @@ __all__ = [
 logger = logging.getLogger("tenant_trace")
 
 MAX_LENGTH = 255
-_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class Identity(NamedTuple):
@@ -58,7 +58,7 @@ def _checked(value: object, name: str) -> str | None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= MAX_LENGTH:
         raise ConfigurationError(f"{name} must be a string of 1 to {MAX_LENGTH} characters")
-    if any(unicodedata.category(c) in _FORBIDDEN for c in value):
+    if any(unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in value):
         raise ConfigurationError(f"{name} contains control or invisible characters")
     return value
 
@@ -127,9 +127,7 @@ def from_request(view: RequestView, headers: Mapping[str, str]) -> Identity | No
     given = {}
     for field, value in found.items():
         try:
-            args: dict[str, str | None] = dict.fromkeys(Identity._fields)
-            args[field] = value
-            given[field] = getattr(checked(**args), field)
+            given[field] = _checked(value, field)
         except ConfigurationError:
             logger.debug("tenant_trace: the request's %s is not a valid id", field)
     return Identity(**given) if given else None

@@ -1,8 +1,12 @@
 """Per-request cost in-process: the ASGI (Starlette) and WSGI (Flask) app called directly,
 bare and under each middleware, interleaved in one run so that ratios are fair.
 
-Each variant runs `ROUNDS` rounds of `N` requests; the median round gives microseconds per
-request, and the overhead is that minus the bare app's.
+Each variant that traces exports through one of the same three exporters as its peers: a
+null exporter, the local store, and OTLP/HTTP to a receiver on loopback (another process).
+A round is `n` requests and then a flush of the variant's provider, so that the export
+threads' work is the round's, never the next variant's; its cost is the CPU time of the
+whole process (export threads included) per request, beside the wall time. The median of
+the rounds is reported.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ import asyncio
 import contextvars
 import gc
 import statistics
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,30 +34,61 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks.bare import flask_app, starlette_app
 from tenant_trace import metrics
-from tenant_trace.export.processor import TenantSpanProcessor
+from tenant_trace.export.sampling import TenantSampler
+from tenant_trace.export.store import SQLiteSpanExporter
+from tenant_trace.redaction import Redactor
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
+from tenant_trace.setup import add_processors
 
 SECRET = "benchmark-secret-of-at-least-32-bytes!!"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_PUBLIC = RSA_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
 )
+EXPORTERS = ("null", "store", "otlp")
+
+#: One SDK meter provider for every variant that records metrics: tenant-trace's, the
+#: floor's histogram and OpenTelemetry's instrumentations. Recording costs alike for all.
+METER_PROVIDER = MeterProvider([InMemoryMetricReader()])
+metrics.configure(meter_provider=METER_PROVIDER)
 
 
 class NullExporter(SpanExporter):
-    """Drops spans: the cost measured is the request path's, not an exporter's."""
+    """Drops spans: the cost measured is the request path's and the batch processor's."""
 
     def export(self, spans: Any) -> SpanExportResult:
         return SpanExportResult.SUCCESS
 
 
-def provider(*, tenant: bool) -> TracerProvider:
-    result = TracerProvider()
-    if tenant:
-        result.add_span_processor(TenantSpanProcessor())
-    result.add_span_processor(BatchSpanProcessor(NullExporter(), max_queue_size=100_000))
-    return result
+@dataclass
+class Exporters:
+    """Makes a new exporter of a kind: each variant gets its own (its own store file)."""
+
+    otlp_endpoint: str
+    folder: Path = Path(tempfile.mkdtemp(prefix="tenant-trace-bench-"))
+
+    def __call__(self, kind: str) -> SpanExporter:
+        if kind == "null":
+            return NullExporter()
+        if kind == "store":
+            return SQLiteSpanExporter(self.folder / f"{uuid.uuid4().hex}.sqlite3")
+        return OTLPSpanExporter(endpoint=f"{self.otlp_endpoint}/v1/traces")
+
+
+def floor_provider(exporter: SpanExporter) -> TracerProvider:
+    """What a hand-made integration has: an SDK provider and a batch processor."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
+    return provider
+
+
+def tenant_trace_provider(exporter: SpanExporter) -> TracerProvider:
+    """What `init()` builds around `exporter`: its sampler, the tenant stamp, usage counting,
+    the redaction net and a batch processor (`tenant_trace.setup.add_processors`)."""
+    provider = TracerProvider(sampler=TenantSampler.from_env())
+    add_processors(provider, [exporter], Redactor())
+    return provider
 
 
 def token(tenant: str, algorithm: str) -> str:
@@ -62,49 +101,86 @@ def jwt_options(algorithm: str) -> dict[str, Any]:
     return {"jwt": {"key": key, "algorithms": [algorithm], "claim": "tenant_id"}}
 
 
-# -- ASGI -----------------------------------------------------------------------------------
+# -- The honest floor -------------------------------------------------------------------------
 
 _floor_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("floor", default=None)
+_floor_duration = METER_PROVIDER.get_meter("floor").create_histogram("floor.run.duration", "s")
 
 
-# The six attributes the issue requires on the root span, for the floor variant that sets
-# them too: what the SDK charges for them is then visible apart from tenant-trace's own work.
-SIX = {
-    "tenant.id": "acme",
-    "tenant.source": "header",
-    "http.request.method": "POST",
-    "url.path": "/chat",
-    "http.route": "/chat",
-    "http.response.status_code": 200,
-}
+def floor_attributes(tenant: str | None, method: str, path: str) -> dict[str, Any]:
+    """The six attributes tenant-trace puts on a request's root span (the status is set at
+    the end, as it is there)."""
+    return {
+        "tenant.id": tenant,
+        "tenant.source": "header",
+        "http.request.method": method,
+        "url.path": path,
+        "http.route": path,
+    }
 
 
 class FloorASGI:
-    """The floor: set a contextvar from a header and open one SDK span around the app."""
+    """The honest floor: a contextvar from a header, one SDK span with the same six
+    attributes, and one histogram record, exporting like its peers."""
 
-    def __init__(self, app: Any, tracer_provider: TracerProvider, attributes: Any = None) -> None:
+    def __init__(self, app: Any, tracer_provider: TracerProvider) -> None:
         self.app = app
         self.tracer = tracer_provider.get_tracer("floor")
-        self.attributes = attributes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         tenant = next((v.decode() for k, v in scope["headers"] if k == b"x-tenant-id"), None)
-        token = _floor_var.set(tenant)
+        reset = _floor_var.set(tenant)
+        started = time.perf_counter()
+        attributes = floor_attributes(tenant, scope["method"], scope["path"])
         try:
-            with self.tracer.start_as_current_span("agent.run", attributes=self.attributes):
+            with self.tracer.start_as_current_span("agent.run", attributes=attributes) as span:
                 await self.app(scope, receive, send)
+                span.set_attribute("http.response.status_code", 200)
         finally:
-            _floor_var.reset(token)
+            _floor_duration.record(
+                time.perf_counter() - started, {"tenant.id": tenant or "", "outcome": "success"}
+            )
+            _floor_var.reset(reset)
 
 
-def asgi_variants() -> dict[
-    str, tuple[Any, list[tuple[bytes, bytes]] | Callable[[int], list[tuple[bytes, bytes]]]]
-]:
+class FloorWSGI:
+    def __init__(self, app: Any, tracer_provider: TracerProvider) -> None:
+        self.app = app
+        self.tracer = tracer_provider.get_tracer("floor")
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        tenant = environ.get("HTTP_X_TENANT_ID")
+        reset = _floor_var.set(tenant)
+        started = time.perf_counter()
+        attributes = floor_attributes(tenant, environ["REQUEST_METHOD"], environ["PATH_INFO"])
+        try:
+            with self.tracer.start_as_current_span("agent.run", attributes=attributes) as span:
+                body = list(self.app(environ, start_response))
+                span.set_attribute("http.response.status_code", 200)
+                return body
+        finally:
+            _floor_duration.record(
+                time.perf_counter() - started, {"tenant.id": tenant or "", "outcome": "success"}
+            )
+            _floor_var.reset(reset)
+
+
+# -- Variants ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Variant:
+    app: Any
+    headers: Any  # the request's headers, or a function of the request's number
+    provider: TracerProvider | None = None  # flushed at the end of each round
+    path: str = "/chat"
+
+
+def asgi_variants(make: Exporters) -> dict[str, Variant]:
     from asgi_correlation_id import CorrelationIdMiddleware
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     header = [(b"x-tenant-id", b"acme")]
-    bare = starlette_app()
 
     def bearer(algorithm: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", f"Bearer {token('acme', algorithm)}".encode())]
@@ -113,44 +189,103 @@ def asgi_variants() -> dict[
         tokens = [bearer(algorithm) for _ in range(2000)]
         return lambda i: tokens[i % len(tokens)]
 
-    tt = TenantTraceASGIMiddleware
+    def tt(headers: Any = header, exporter: str = "null", **options: Any) -> Variant:
+        provider = tenant_trace_provider(make(exporter))
+        app = TenantTraceASGIMiddleware(starlette_app(), tracer_provider=provider, **options)
+        return Variant(app, headers, provider)
+
+    variants = {
+        "bare": Variant(starlette_app(), header),
+        "asgi-correlation-id": Variant(CorrelationIdMiddleware(starlette_app()), header),
+        "tenant-trace context only (tracing off)": Variant(
+            TenantTraceASGIMiddleware(starlette_app(), tracing=False), header
+        ),
+    }
+    for kind in EXPORTERS:
+        floor = floor_provider(make(kind))
+        otel = floor_provider(make(kind))
+        variants[f"floor [{kind}]"] = Variant(FloorASGI(starlette_app(), floor), header, floor)
+        variants[f"opentelemetry-asgi [{kind}]"] = Variant(
+            OpenTelemetryMiddleware(
+                starlette_app(), tracer_provider=otel, meter_provider=METER_PROVIDER
+            ),
+            header,
+            otel,
+        )
+        variants[f"tenant-trace full [{kind}]"] = tt(exporter=kind)
+    variants["tenant-trace JWT HS256 repeated [null]"] = tt(bearer("HS256"), **jwt_options("HS256"))
+    variants["tenant-trace JWT HS256 first sight [null]"] = tt(
+        first_sight("HS256"), **jwt_options("HS256")
+    )
+    variants["tenant-trace JWT RS256 repeated [null]"] = tt(bearer("RS256"), **jwt_options("RS256"))
+    variants["tenant-trace JWT RS256 first sight [null]"] = tt(
+        first_sight("RS256"), **jwt_options("RS256")
+    )
+    return variants
+
+
+def wsgi_variants(make: Exporters) -> dict[str, Variant]:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    header = {"HTTP_X_TENANT_ID": "acme"}
+
+    def bearer(algorithm: str) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": f"Bearer {token('acme', algorithm)}"}
+
+    def wrapped(middleware: Any, **options: Any) -> Any:
+        app = flask_app()
+        app.wsgi_app = middleware(app.wsgi_app, **options)  # type: ignore[method-assign]
+        return app
+
+    def tt(headers: Any = header, exporter: str = "null", **options: Any) -> Variant:
+        provider = tenant_trace_provider(make(exporter))
+        app = wrapped(TenantTraceWSGIMiddleware, tracer_provider=provider, **options)
+        return Variant(app, headers, provider)
+
+    variants = {
+        "bare": Variant(flask_app(), header),
+        "tenant-trace context only (tracing off)": Variant(
+            wrapped(TenantTraceWSGIMiddleware, tracing=False), header
+        ),
+    }
+    for kind in EXPORTERS:
+        floor = floor_provider(make(kind))
+        otel = floor_provider(make(kind))
+        variants[f"floor [{kind}]"] = Variant(
+            wrapped(FloorWSGI, tracer_provider=floor), header, floor
+        )
+        variants[f"opentelemetry-wsgi [{kind}]"] = Variant(
+            wrapped(OpenTelemetryMiddleware, tracer_provider=otel, meter_provider=METER_PROVIDER),
+            header,
+            otel,
+        )
+        variants[f"tenant-trace full [{kind}]"] = tt(exporter=kind)
+    variants["tenant-trace JWT HS256 repeated [null]"] = tt(bearer("HS256"), **jwt_options("HS256"))
+    variants["tenant-trace JWT RS256 repeated [null]"] = tt(bearer("RS256"), **jwt_options("RS256"))
+    return variants
+
+
+# -- Rounds -----------------------------------------------------------------------------------
+
+
+def asgi_scope(headers: list[tuple[bytes, bytes]], path: str = "/chat") -> dict[str, Any]:
     return {
-        "bare": (bare, header),
-        "asgi-correlation-id": (CorrelationIdMiddleware(starlette_app()), header),
-        "opentelemetry-asgi": (
-            OpenTelemetryMiddleware(starlette_app(), tracer_provider=provider(tenant=False)),
-            header,
-        ),
-        "floor (contextvar + 1 span)": (FloorASGI(starlette_app(), provider(tenant=False)), header),
-        "floor + the same 6 span attributes": (
-            FloorASGI(starlette_app(), provider(tenant=False), SIX),
-            header,
-        ),
-        "tenant-trace context only (tracing off)": (tt(starlette_app(), tracing=False), header),
-        "tenant-trace full (header, span, metrics)": (
-            tt(starlette_app(), tracer_provider=provider(tenant=True)),
-            header,
-        ),
-        "tenant-trace JWT HS256 repeated": (
-            tt(starlette_app(), tracer_provider=provider(tenant=True), **jwt_options("HS256")),
-            bearer("HS256"),
-        ),
-        "tenant-trace JWT HS256 first sight": (
-            tt(starlette_app(), tracer_provider=provider(tenant=True), **jwt_options("HS256")),
-            first_sight("HS256"),
-        ),
-        "tenant-trace JWT RS256 repeated": (
-            tt(starlette_app(), tracer_provider=provider(tenant=True), **jwt_options("RS256")),
-            bearer("RS256"),
-        ),
-        "tenant-trace JWT RS256 first sight": (
-            tt(starlette_app(), tracer_provider=provider(tenant=True), **jwt_options("RS256")),
-            first_sight("RS256"),
-        ),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
     }
 
 
-async def _asgi_round(app: Any, headers: Any, n: int, offset: int) -> float:
+async def asgi_requests(app: Any, headers: Any, n: int, offset: int, path: str = "/chat") -> None:
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
@@ -160,164 +295,92 @@ async def _asgi_round(app: Any, headers: Any, n: int, offset: int) -> float:
         sent.append(message)
 
     make = headers if callable(headers) else None
-    start = time.process_time()
     for i in range(n):
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/chat",
-            "raw_path": b"/chat",
-            "query_string": b"",
-            "root_path": "",
-            "headers": make(offset + i) if make else headers,
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-        }
-        await app(scope, receive, send)
-    elapsed = time.process_time() - start
+        await app(asgi_scope(make(offset + i) if make else headers, path), receive, send)
     assert sent[0]["status"] == 200, sent[0]
-    return elapsed / n * 1e6
 
 
-# -- WSGI -----------------------------------------------------------------------------------
+_WSGI_BASE = {
+    "REQUEST_METHOD": "POST",
+    "PATH_INFO": "/chat",
+    "SCRIPT_NAME": "",
+    "QUERY_STRING": "",
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "8000",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "wsgi.url_scheme": "http",
+    "wsgi.input": None,
+    "wsgi.errors": None,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    "REMOTE_ADDR": "127.0.0.1",
+}
 
 
-class FloorWSGI:
-    def __init__(self, app: Any, tracer_provider: TracerProvider, attributes: Any = None) -> None:
-        self.app = app
-        self.tracer = tracer_provider.get_tracer("floor")
-        self.attributes = attributes
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        token = _floor_var.set(environ.get("HTTP_X_TENANT_ID"))
-        try:
-            with self.tracer.start_as_current_span("agent.run", attributes=self.attributes):
-                return list(self.app(environ, start_response))
-        finally:
-            _floor_var.reset(token)
-
-
-def wsgi_variants() -> dict[str, tuple[Any, dict[str, str] | Callable[[int], dict[str, str]]]]:
-    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
-    header = {"HTTP_X_TENANT_ID": "acme"}
-
-    def bearer(algorithm: str) -> dict[str, str]:
-        return {"HTTP_AUTHORIZATION": f"Bearer {token('acme', algorithm)}"}
-
-    def first_sight(algorithm: str) -> Callable[[int], dict[str, str]]:
-        tokens = [bearer(algorithm) for _ in range(2000)]
-        return lambda i: tokens[i % len(tokens)]
-
-    def wrapped(middleware: Any, **options: Any) -> Any:
-        app = flask_app()
-        app.wsgi_app = middleware(app.wsgi_app, **options)  # type: ignore[method-assign]
-        return app
-
-    tt = TenantTraceWSGIMiddleware
-    return {
-        "bare": (flask_app(), header),
-        "opentelemetry-wsgi": (
-            wrapped(OpenTelemetryMiddleware, tracer_provider=provider(tenant=False)),
-            header,
-        ),
-        "floor (contextvar + 1 span)": (
-            wrapped(FloorWSGI, tracer_provider=provider(tenant=False)),
-            header,
-        ),
-        "floor + the same 6 span attributes": (
-            wrapped(FloorWSGI, tracer_provider=provider(tenant=False), attributes=SIX),
-            header,
-        ),
-        "tenant-trace context only (tracing off)": (wrapped(tt, tracing=False), header),
-        "tenant-trace full (header, span, metrics)": (
-            wrapped(tt, tracer_provider=provider(tenant=True)),
-            header,
-        ),
-        "tenant-trace JWT HS256 repeated": (
-            wrapped(tt, tracer_provider=provider(tenant=True), **jwt_options("HS256")),
-            bearer("HS256"),
-        ),
-        "tenant-trace JWT HS256 first sight": (
-            wrapped(tt, tracer_provider=provider(tenant=True), **jwt_options("HS256")),
-            first_sight("HS256"),
-        ),
-        "tenant-trace JWT RS256 repeated": (
-            wrapped(tt, tracer_provider=provider(tenant=True), **jwt_options("RS256")),
-            bearer("RS256"),
-        ),
-        "tenant-trace JWT RS256 first sight": (
-            wrapped(tt, tracer_provider=provider(tenant=True), **jwt_options("RS256")),
-            first_sight("RS256"),
-        ),
-    }
-
-
-def _wsgi_round(app: Any, headers: Any, n: int, offset: int) -> float:
+def wsgi_requests(app: Any, headers: Any, n: int, offset: int) -> None:
     statuses: list[str] = []
 
     def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
         statuses.append(status)
 
     make = headers if callable(headers) else None
-    base = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/chat",
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": None,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    start = time.process_time()
     for i in range(n):
-        environ = {**base, **(make(offset + i) if make else headers)}
-        body = app(environ, start_response)
+        body = app({**_WSGI_BASE, **(make(offset + i) if make else headers)}, start_response)
         for _ in body:
             pass
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    elapsed = time.process_time() - start
     assert statuses[0].startswith("200"), statuses[0]
-    return elapsed / n * 1e6
 
 
-# tenant-trace's metrics are recorded through a real SDK MeterProvider for the variants that
-# include them (full and JWT), and through a no-op one for the others.
-_METERS = {True: MeterProvider([InMemoryMetricReader()]), False: NoOpMeterProvider()}
+@dataclass
+class Cost:
+    """Median microseconds per request over the rounds: CPU of the whole process, wall."""
+
+    cpu_us: float
+    wall_us: float
 
 
-def _with_metrics(name: str) -> bool:
-    return name.startswith("tenant-trace") and "context only" not in name
+def timed_rounds(
+    variants: dict[str, Variant], run: Callable[[Variant, int], None], n: int, rounds: int
+) -> dict[str, Cost]:
+    """`rounds` interleaved rounds of `n` requests per variant (after one dropped warm-up
+    round); each round ends with its variant's provider flushed, inside the measurement."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for r in range(rounds + 1):
+        for name, variant in variants.items():
+            gc.collect()
+            cpu, wall = time.process_time(), time.perf_counter()
+            run(variant, r * n)
+            if variant.provider is not None:
+                variant.provider.force_flush()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if r:
+                samples[name].append((cpu / n * 1e6, wall / n * 1e6))
+    return {
+        name: Cost(statistics.median(c for c, _ in s), statistics.median(w for _, w in s))
+        for name, s in samples.items()
+    }
 
 
-def measure(kind: str, *, n: int = 3000, rounds: int = 7) -> dict[str, float]:
-    """Median microseconds per request of each variant of `kind` (``asgi`` or ``wsgi``)."""
-    variants = asgi_variants() if kind == "asgi" else wsgi_variants()
-    samples: dict[str, list[float]] = {name: [] for name in variants}
+def measure(kind: str, make: Exporters, *, n: int = 2000, rounds: int = 5) -> dict[str, Cost]:
+    """The cost of each variant of `kind` (``asgi`` or ``wsgi``)."""
+    if kind == "wsgi":
+        return timed_rounds(
+            wsgi_variants(make),
+            lambda v, offset: wsgi_requests(v.app, v.headers, n, offset),
+            n,
+            rounds,
+        )
     loop = asyncio.new_event_loop()
     try:
-        for r in range(rounds + 1):  # round 0 warms up and is dropped
-            for name, (app, headers) in variants.items():
-                metrics.configure(meter_provider=_METERS[_with_metrics(name)])
-                gc.collect()
-                if kind == "asgi":
-                    value = loop.run_until_complete(_asgi_round(app, headers, n, r * n))
-                else:
-                    value = _wsgi_round(app, headers, n, r * n)
-                if r:
-                    samples[name].append(value)
+        return timed_rounds(
+            asgi_variants(make),
+            lambda v, offset: loop.run_until_complete(asgi_requests(v.app, v.headers, n, offset)),
+            n,
+            rounds,
+        )
     finally:
         loop.close()
-    return {name: statistics.median(values) for name, values in samples.items()}

@@ -1,15 +1,23 @@
-"""One command for every measurement, in one run (ratios count; these machines are noisy):
+"""One command for every measurement, in one run (ratios and CPU time count; these machines
+are noisy):
 
-    python -m benchmarks.run            (or: make bench)
+    python -m benchmarks.run            (or: make bench; --quick for a smoke run)
 
-1. In-process cost per request, ASGI (Starlette) and WSGI (Flask): bare app, peers
-   (asgi-correlation-id, OpenTelemetry's ASGI/WSGI instrumentation), the floor (a contextvar
-   and one SDK span), tenant-trace with tracing off, full, and with JWTs.
-2. Real servers driven by wrk on loopback: uvicorn and gunicorn, bare against tenant-trace
-   (tracing on, spans to the local store): requests per second, p99 latency, peak RSS.
-3. Memory: RSS growth over 200,000 requests from 10,000 tenants.
+1. In-process cost per request, ASGI (Starlette) and WSGI (Flask), CPU time of the whole
+   process (export threads included) and wall time: the bare app, asgi-correlation-id,
+   OpenTelemetry's ASGI/WSGI instrumentation, the honest floor (a contextvar, one span with
+   the same attributes, one histogram record) and tenant-trace, each exporting through the
+   same exporter: null, the local store, OTLP to a receiver on loopback (`inprocess`).
+2. One agent request with the agent API against the same spans and metrics made by hand,
+   per exporter, and the cost of stamping a child span of other instrumentation (`agent`).
+3. The export thread's CPU per span, by part (`export_cost`).
+4. Real servers driven by wrk on loopback, uvicorn and gunicorn gthread: the bare app, the
+   honest floor, OpenTelemetry's instrumentation, tenant-trace (local store, OTLP, context
+   only): requests per second, p99 latency, server CPU per request, peak RSS (`served`).
+5. Memory: RSS growth over 200,000 requests from 10,000 tenants.
 
-Prints tables and writes benchmarks/results/latest.json.
+Prints the tables, writes benchmarks/results/latest.json and the README's table,
+benchmarks/results/latest.md.
 """
 
 from __future__ import annotations
@@ -22,83 +30,101 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchmarks.receiver import free_port, receiver, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-FLOOR = "floor (contextvar + 1 span)"
-FLOOR_SIX = "floor + the same 6 span attributes"
-TARGETS = (
-    "full overhead <= 1.3x the floor's and <= 0.25x OpenTelemetry's own; context-only <= "
-    "asgi-correlation-id's; repeated JWT <= 1.2x header; real-server throughput >= 0.85x bare; "
-    "RSS growth < 10 MB over 200,000 requests from 10,000 tenants"
-)
+EXPORTERS = ("null", "store", "otlp")
+#: The issue's targets: (what, how it is computed, the bound, "max" or "min").
+TARGETS = {
+    "full_cpu_vs_floor": (
+        "full mode's CPU per request / the honest floor's, same exporter",
+        1.15,
+        "max",
+    ),
+    "uvicorn_throughput_vs_floor": (
+        "tenant-trace's throughput on uvicorn / the honest floor's",
+        0.9,
+        "min",
+    ),
+    "agent_step_vs_hand_made": (
+        "the agent API's CPU per step / hand-made spans with the same metrics",
+        1.25,
+        "max",
+    ),
+    "export_cpu_per_span_us": (
+        "export CPU per span: redaction net + row encoding + insert (us)",
+        25.0,
+        "max",
+    ),
+    "child_span_stamp_us": ("stamping an extra child span (us)", 3.0, "max"),
+}
 
 
-def in_process(n: int, rounds: int) -> dict[str, Any]:
-    from benchmarks.inprocess import measure
+def in_process(endpoint: str, n: int, rounds: int) -> dict[str, Any]:
+    from benchmarks.inprocess import Exporters, measure
 
+    make = Exporters(endpoint)
     result: dict[str, Any] = {}
     for kind in ("asgi", "wsgi"):
-        us = measure(kind, n=n, rounds=rounds)
-        bare = us["bare"]
-        overhead = {name: value - bare for name, value in us.items()}
-        peers = {
-            p: overhead[p]
-            for p in ("asgi-correlation-id", "opentelemetry-asgi", "opentelemetry-wsgi", FLOOR)
-            if p in overhead
-        }
+        costs = measure(kind, make, n=n, rounds=rounds)
+        bare = costs["bare"]
         result[kind] = {
-            "us_per_request": us,
-            "overhead_us": overhead,
-            "ratio_to_bare": {name: value / bare for name, value in us.items()},
-            "overhead_ratio_to": {
-                peer: {
-                    name: value / peer_value
-                    for name, value in overhead.items()
-                    if name.startswith("tenant-trace")
-                }
-                for peer, peer_value in peers.items()
-                if peer_value > 0
-            },
+            name: {
+                "cpu_us": c.cpu_us,
+                "wall_us": c.wall_us,
+                "cpu_overhead_us": c.cpu_us - bare.cpu_us,
+            }
+            for name, c in costs.items()
         }
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _child(module: str, *args: object) -> Any:
+    """Run ``python -m module args``, in a process of its own, and read its JSON."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
+def agent(endpoint: str, n: int, rounds: int) -> dict[str, Any]:
+    return {kind: _child("benchmarks.agent", kind, endpoint, n, rounds) for kind in EXPORTERS}
+
+
+def _pids(pid: int) -> list[int]:
+    """A server process and its children (gunicorn's workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [pid, *(int(p) for p in children.stdout.split())]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a server process and its children so far."""
+    total = 0
+    for p in _pids(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_peak_kb(pid: int) -> int:
     """Peak RSS of a process and its children (gunicorn's workers), in kB."""
     total = 0
-    pids = [pid]
-    with contextlib.suppress(FileNotFoundError):
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-        pids += [int(p) for p in children.stdout.split()]
-    for p in pids:
+    for p in _pids(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
         except OSError:
@@ -131,74 +157,74 @@ def _wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     factor = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99[2]] if p99 else 0.0  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
     return {
+        "requests": float(requests[1]) if requests else float("nan"),
         "rps": rps,
         "p99_ms": float(p99[1]) * factor if p99 else float("nan"),
         "non_2xx": int(errors[1]) if errors else 0,
     }
 
 
-def real_servers(seconds: int, connections: int) -> dict[str, Any]:
+SERVED = (
+    "bare",
+    "floor-store",
+    "floor-otlp",
+    "otel-store",
+    "tenant-trace-store",
+    "tenant-trace-otlp",
+    "context-only",
+)
+
+
+def real_servers(endpoint: str, seconds: int, connections: int) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     servers = {
-        "uvicorn": lambda app, port: [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"benchmarks.{app}:asgi_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
+        "uvicorn": lambda port: [
+            *(sys.executable, "-m", "uvicorn", "benchmarks.served:asgi_app"),
+            *("--port", str(port), "--log-level", "warning", "--no-access-log"),
         ],
-        "gunicorn": lambda app, port: [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "gthread",
-            "--threads",
-            "8",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            f"benchmarks.{app}:wsgi_app",
+        "gunicorn": lambda port: [
+            *(sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "1"),
+            *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "benchmarks.served:wsgi_app"),
         ],
     }
     result: dict[str, Any] = {}
-    store = Path(tempfile.mkdtemp()) / "bench.sqlite3"
+    folder = Path(tempfile.mkdtemp())
     for server, command in servers.items():
-        result[server] = {}
-        for _ in range(2):  # bare, traced, bare, traced: drift hits both alike
-            for app in ("bare", "traced"):
-                port = _free_port()
-                env = {**os.environ, "PYTHONPATH": str(ROOT), "TENANT_TRACE_DB": str(store)}
+        runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in SERVED}
+        for _ in range(2):  # every variant twice, interleaved: drift hits all alike
+            for variant in SERVED:
+                port = free_port()
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    "BENCH_VARIANT": variant,
+                    "TENANT_TRACE_DB": str(folder / f"{server}-{variant}.sqlite3"),
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                }
                 env.pop("OTEL_TRACES_EXPORTER", None)
-                process = subprocess.Popen(command(app, port), cwd=ROOT, env=env)
+                process = subprocess.Popen(command(port), cwd=ROOT, env=env)
                 try:
-                    _wait(port, process)
-                    _wrk(f"http://127.0.0.1:{port}/chat", 2, connections)  # warm-up
-                    measured = _wrk(f"http://127.0.0.1:{port}/chat", seconds, connections)
+                    wait_for_port(port, process)
+                    url = f"http://127.0.0.1:{port}/chat"
+                    _wrk(url, 2, connections)  # warm-up
+                    cpu = _cpu_seconds(process.pid)
+                    measured = _wrk(url, seconds, connections)
+                    cpu = _cpu_seconds(process.pid) - cpu
+                    measured["cpu_us_per_request"] = cpu / measured.pop("requests") * 1e6
                     measured["peak_rss_mb"] = _rss_peak_kb(process.pid) / 1024
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=30)
-                runs = result[server].setdefault(app, [])
-                runs.append(measured)
-        for app in ("bare", "traced"):
-            runs = result[server][app]
-            result[server][app] = {
-                k: max(r[k] for r in runs) if k == "rps" else min(r[k] for r in runs)
-                for k in runs[0]
+                runs[variant].append(measured)
+        result[server] = {
+            variant: {  # the better of the two runs of each
+                k: max(r[k] for r in rs) if k == "rps" else min(r[k] for r in rs) for k in rs[0]
             }
-        result[server]["throughput_ratio"] = (
-            result[server]["traced"]["rps"] / result[server]["bare"]["rps"]
-        )
+            for variant, rs in runs.items()
+        }
     return result
 
 
@@ -206,9 +232,10 @@ def memory(requests: int, tenants: int) -> dict[str, Any]:
     """RSS growth of a process serving `requests` requests from `tenants` tenants in-process."""
     code = f"""
 import asyncio, json, resource
-from benchmarks.inprocess import provider, starlette_app
+from benchmarks.inprocess import NullExporter, starlette_app, tenant_trace_provider
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
-app = TenantTraceASGIMiddleware(starlette_app(), tracer_provider=provider(tenant=True))
+provider = tenant_trace_provider(NullExporter())
+app = TenantTraceASGIMiddleware(starlette_app(), tracer_provider=provider)
 def rss():
     return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])
 async def send(m): pass
@@ -233,87 +260,121 @@ print(json.dumps({{"before_mb": before / 1024, "after_mb": after / 1024, "growth
     return result
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target's measured value (the worst over exporters and kinds) and whether it is
+    met; the values behind it are in the rest of the results."""
+    inproc = results["in_process"]
+    full = {
+        f"{kind} [{e}]": inproc[kind][f"tenant-trace full [{e}]"]["cpu_us"]
+        / inproc[kind][f"floor [{e}]"]["cpu_us"]
+        for kind in ("asgi", "wsgi")
+        for e in EXPORTERS
+    }
+    measured: dict[str, Any] = {
+        "full_cpu_vs_floor": full,
+        "agent_step_vs_hand_made": {
+            e: results["agent"][e]["agent_request"]["per_step_ratio"] for e in EXPORTERS
+        },
+        "export_cpu_per_span_us": {"store": results["export_cost"]["store_total_us"]},
+        "child_span_stamp_us": {"stamp": results["agent"]["null"]["child_span"]["stamp_us"]},
+    }
+    uvicorn = results["real_servers"].get("uvicorn")
+    if uvicorn:
+        measured["uvicorn_throughput_vs_floor"] = {
+            e: uvicorn[f"tenant-trace-{e}"]["rps"] / uvicorn[f"floor-{e}"]["rps"]
+            for e in ("store", "otlp")
+        }
+    out = {}
+    for key, values in measured.items():
+        what, bound, sense = TARGETS[key]
+        worst = max(values.values()) if sense == "max" else min(values.values())
+        met = worst <= bound if sense == "max" else worst >= bound
+        out[key] = {
+            **{"what": what, "target": bound, "sense": sense},
+            **{"worst": worst, "met": met, "values": values},
+        }
+    return out
 
 
-def report(results: dict[str, Any]) -> str:
-    parts = []
+def markdown(results: dict[str, Any]) -> str:
+    """The README's tables."""
+    lines = [
+        f"Measured {results['date'][:10]} by `make bench` ({results['machine']['cpus']} CPUs, "
+        f"CPython {results['machine']['python']}, OpenTelemetry SDK {results['machine']['otel_sdk']}).",
+        "",
+        "| target | bound | measured (worst case) | met |",
+        "|---|---|---|---|",
+    ]
+    for t in results["targets"].values():
+        sense = "<=" if t["sense"] == "max" else ">="
+        lines.append(
+            f"| {t['what']} | {sense} {t['target']:g} | {t['worst']:.2f} "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in t['values'].items())}) | "
+            f"{'yes' if t['met'] else '**no**'} |"
+        )
     for kind in ("asgi", "wsgi"):
         data = results["in_process"][kind]
-        floor = data["overhead_us"][FLOOR]
-        floor_six = data["overhead_us"][FLOOR_SIX]
-        otel = data["overhead_us"].get(f"opentelemetry-{kind}")
-        rows = []
-        for name, us in data["us_per_request"].items():
-            overhead = data["overhead_us"][name]
-            rows.append(
-                [
-                    name,
-                    f"{us:.1f}",
-                    f"{overhead:+.1f}",
-                    f"{data['ratio_to_bare'][name]:.2f}x",
-                    f"{overhead / floor:.2f}x" if floor > 0 else "-",
-                    f"{overhead / floor_six:.2f}x" if floor_six > 0 else "-",
-                    f"{overhead / otel:.2f}x" if otel else "-",
-                ]
-            )
-        parts.append(
-            _table(
-                f"\n{kind.upper()} in-process (median us per request)",
-                [
-                    "variant",
-                    "us/req",
-                    "overhead",
-                    "vs bare",
-                    "/ floor",
-                    "/ floor+6 attrs",
-                    f"/ otel-{kind}",
-                ],
-                rows,
-            )
+        lines += [
+            "",
+            f"| {kind.upper()} in-process, us per request | CPU | CPU overhead | wall |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {c['cpu_us']:.1f} | {c['cpu_overhead_us']:+.1f} | {c['wall_us']:.1f} |"
+            for name, c in data.items()
+        ]
+    lines += [
+        "",
+        "| agent request (6 steps), CPU us | tenant-trace | hand-made | per step: tenant-trace | hand-made | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in EXPORTERS:
+        a = results["agent"][e]["agent_request"]
+        ours, theirs = a["tenant-trace"], a["hand-made"]
+        lines.append(
+            f"| {e} | {ours['request_cpu_us']:.0f} | {theirs['request_cpu_us']:.0f} | "
+            f"{ours['per_step_cpu_us']:.1f} | {theirs['per_step_cpu_us']:.1f} | {a['per_step_ratio']:.2f}x |"
         )
+    child = results["agent"]["null"]["child_span"]
+    cost = results["export_cost"]
+    lines += [
+        "",
+        f"A child span of other instrumentation: {child['us_per_span']['sdk']:.1f} us on a bare "
+        f"SDK provider, +{child['stamp_us']:.1f} us for the tenant stamp, "
+        f"+{child['stamp_and_usage_us']:.1f} us with usage counting. Export thread, CPU per span: "
+        f"redaction net {cost['redaction_net_us']:.1f}, row encoding {cost['row_encoding_us']:.1f}, "
+        f"SQLite insert {cost['sqlite_insert_us']:.1f} (OTLP's protobuf encoding of the same spans: "
+        f"{cost['otlp_encoding_us']:.1f}).",
+    ]
     servers = results["real_servers"]
     if "skipped" not in servers:
-        rows = []
+        lines += [
+            "",
+            "| real server, wrk -c50 | req/s | vs floor | p99 ms | server CPU us/req | peak RSS MB |",
+            "|---|---|---|---|---|---|",
+        ]
         for server, data in servers.items():
-            for app in ("bare", "traced"):
-                d = data[app]
-                rows.append(
-                    [
-                        server,
-                        app,
-                        f"{d['rps']:.0f}",
-                        f"{d['p99_ms']:.2f}",
-                        f"{d['peak_rss_mb']:.1f}",
-                        f"{d['non_2xx']}",
-                    ]
+            for variant, d in data.items():
+                exporter = "otlp" if variant.endswith("otlp") else "store"
+                floor = data[f"floor-{exporter}"]["rps"]
+                lines.append(
+                    f"| {server} {variant} | {d['rps']:.0f} | {d['rps'] / floor:.2f}x | "
+                    f"{d['p99_ms']:.1f} | {d['cpu_us_per_request']:.0f} | {d['peak_rss_mb']:.0f} |"
                 )
-            rows.append([server, "traced / bare", f"{data['throughput_ratio']:.2f}x", "", "", ""])
-        parts.append(
-            _table(
-                "\nReal servers (wrk on loopback, 1 worker)",
-                ["server", "app", "req/s", "p99 ms", "peak RSS MB", "non-2xx"],
-                rows,
-            )
-        )
     mem = results["memory"]
-    parts.append(
-        f"\nMemory: RSS {mem['before_mb']:.1f} -> {mem['after_mb']:.1f} MB (+{mem['growth_mb']:.1f} MB) over {mem['requests']:,} requests from {mem['tenants']:,} tenants"
-    )
-    parts.append(f"\nTargets: {TARGETS}")
-    return "\n".join(parts)
+    lines += [
+        "",
+        f"Memory: RSS {mem['before_mb']:.1f} -> {mem['after_mb']:.1f} MB "
+        f"({mem['growth_mb']:+.1f} MB) over {mem['requests']:,} requests from {mem['tenants']:,} tenants.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
     args = parser.parse_args()
-    n, rounds, seconds = (500, 3, 3) if args.quick else (3000, 7, 10)
+    n, rounds, seconds = (300, 2, 2) if args.quick else (2000, 5, 6)
     requests, tenants = (20_000, 2_000) if args.quick else (200_000, 10_000)
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -321,17 +382,24 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "otel_sdk": version("opentelemetry-sdk"),
         },
-        "in_process": in_process(n, rounds),
-        "real_servers": real_servers(seconds, 50),
-        "memory": memory(requests, tenants),
     }
-    text = report(results)
+    with receiver() as endpoint:
+        started = time.monotonic()
+        results["in_process"] = in_process(endpoint, n, rounds)
+        results["agent"] = agent(endpoint, n // 2, rounds)
+        results["export_cost"] = _child("benchmarks.export_cost", n, rounds)
+        results["real_servers"] = real_servers(endpoint, seconds, 50)
+    results["memory"] = memory(requests, tenants)
+    results["targets"] = targets(results)
+    results["seconds"] = round(time.monotonic() - started)
+    text = markdown(results)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("quick.json" if args.quick else "latest.json")).write_text(
-        json.dumps(results, indent=2) + "\n"
-    )
+    name = "quick" if args.quick else "latest"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .export.otlp import env
 from .export.pipeline import batch_processor, build_exporters
 from .export.processor import TenantSpanProcessor
 from .export.retention import parse_retention
-from .export.routes import parse_routes
+from .export.routes import Routes, parse_routes
 from .export.routing import RoutingSpanProcessor, activate
 from .export.sampling import ENV as SAMPLING_ENV
 from .export.sampling import TenantSampler
@@ -32,7 +32,7 @@ from .usage.prices import ENV as PRICES_ENV
 from .usage.prices import PricesSpec, parse_prices
 from .usage.prices import configure as configure_prices
 
-__all__ = ["init"]
+__all__ = ["add_processors", "init"]
 
 logger = logging.getLogger("tenant_trace")
 _lock = threading.Lock()
@@ -199,17 +199,30 @@ def init(
             exporters = build_exporters(exporter, endpoint, protocol, retention)
         if retention is not None and not any(isinstance(e, SQLiteSpanExporter) for e in exporters):
             logger.warning("tenant_trace: retention applies to the local store, not in use here")
-        provider.add_span_processor(TenantSpanProcessor())  # first: the router reads its stamp
-        stores = [e for e in exporters if isinstance(e, SQLiteSpanExporter)]
-        provider.add_span_processor(UsageSpanProcessor(Ledger(stores[0].path) if stores else None))
-        processors = [batch_processor(span_exporter, redactor) for span_exporter in exporters]
-        if routing is not None:
-            router = RoutingSpanProcessor(routing, processors, redactor=redactor)
-            activate(router)
-            processors = [router]
-        for processor in processors:
-            provider.add_span_processor(processor)
+        add_processors(provider, exporters, redactor, routing)
         setattr(provider, _MARK, True)
         if provider is not current:
             trace.set_tracer_provider(provider)
         return provider
+
+
+def add_processors(
+    provider: TracerProvider,
+    exporters: Sequence[SpanExporter],
+    redactor: Redactor | None,
+    routing: Routes | None = None,
+) -> None:
+    """The span processors `init()` adds to `provider`, in their order: the tenant stamp
+    (first: the router reads it), usage counting (into the ledger of the first local store),
+    then each exporter behind its batch processor and, with `redactor`, the redaction net;
+    with `routing`, the exporters go behind the per-tenant router."""
+    provider.add_span_processor(TenantSpanProcessor())
+    stores = [e for e in exporters if isinstance(e, SQLiteSpanExporter)]
+    provider.add_span_processor(UsageSpanProcessor(Ledger(stores[0].path) if stores else None))
+    processors = [batch_processor(span_exporter, redactor) for span_exporter in exporters]
+    if routing is not None:
+        router = RoutingSpanProcessor(routing, processors, redactor=redactor)
+        activate(router)
+        processors = [router]
+    for processor in processors:
+        provider.add_span_processor(processor)

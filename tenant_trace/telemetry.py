@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from ._version import __version__
 
-__all__ = ["SCHEMA_URL", "SEMCONV_VERSION", "flush", "record_error", "tracer"]
+__all__ = ["SCHEMA_URL", "SEMCONV_VERSION", "flush", "plain", "record_error", "tracer"]
 
 #: The semantic conventions tenant-trace's spans follow (GenAI included: see
 #: `tenant_trace.GENAI_SEMCONV_VERSION`), named on every tracer as its schema URL.
@@ -24,6 +26,17 @@ logger = logging.getLogger("tenant_trace")
 def _global_tracer(scope: str) -> trace.Tracer:
     # Before init() this is a proxy that follows the provider installed later.
     return trace.get_tracer(scope, __version__, schema_url=SCHEMA_URL)
+
+
+def plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain dict of a span's or an event's attributes, to read many keys of: the SDK's
+    own ``copy()`` runs in C, where ``dict()`` or ``get()`` on its mapping go key by key
+    (and raise a KeyError inside for each key that is absent)."""
+    if not attributes:
+        return {}
+    copy = getattr(attributes, "copy", None)
+    result = copy() if callable(copy) else None
+    return result if type(result) is dict else dict(attributes)
 
 
 def tracer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -27,11 +28,22 @@ class TenantSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             tenant = current()
-            if tenant is not None and (span.attributes or {}).get("tenant.id") != tenant.id:
-                span.set_attributes({"tenant.id": tenant.id, "tenant.source": tenant.source})
             who = identity_attributes(None if tenant is None else tenant.id)
-            if who:
-                span.set_attributes(who)
+            if tenant is None:
+                if who:
+                    span.set_attributes(who)
+                return
+            stamp = {"tenant.id": tenant.id, "tenant.source": tenant.source, **who}
+            attributes = _unlocked(span, stamp)
+            if attributes is None:
+                if (span.attributes or {}).get("tenant.id") != tenant.id:
+                    span.set_attributes(stamp)
+                elif who:
+                    span.set_attributes(who)
+            elif attributes.get("tenant.id") != tenant.id:
+                attributes.update(stamp)
+            elif who:
+                attributes.update(who)
         except Exception:
             logger.debug("tenant_trace: could not stamp the tenant on a span", exc_info=True)
 
@@ -43,3 +55,21 @@ class TenantSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _unlocked(span: Span, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The SDK span's own attribute dict when the stamp can go straight into it, else
+    ``None`` (then `Span.set_attributes`, which validates and counts each value again).
+
+    At ``on_start`` the span is not yet returned to anyone, so no other thread touches it;
+    the stamp's values are strings, which the SDK keeps as they are. Straight in only when
+    the span's limits cannot apply: no value length limit, and room for the stamp under the
+    attribute count limit."""
+    bounded = getattr(span, "_attributes", None)
+    store = getattr(bounded, "_dict", None)
+    if type(store) is not dict or getattr(bounded, "max_value_len", 0) is not None:
+        return None
+    maxlen = getattr(bounded, "maxlen", 0)
+    if maxlen is not None and (type(maxlen) is not int or len(store) + len(stamp) > maxlen):
+        return None
+    return store if all(type(v) is str for v in stamp.values()) else None

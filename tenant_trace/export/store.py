@@ -21,11 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._version import __version__
+from ..telemetry import plain
 from .retention import DEFAULT_RETENTION, parse_retention, prune_tenants, purge_cutoffs
 
 __all__ = ["DEFAULT_PATH", "SQLiteSpanExporter", "open_store", "store_path", "transaction"]
@@ -131,11 +133,22 @@ def _is_run(span: ReadableSpan) -> bool:
 
 
 # Built once: json.dumps(..., default=str) would build a new encoder for every span.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_json_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def _encode(value: object) -> str:
+    """Compact JSON: orjson (about three times faster), else the standard library for what
+    orjson refuses (an integer past 64 bits) or writes as null (NaN and infinities, which
+    the store keeps as the json module writes them)."""
+    try:
+        encoded = orjson.dumps(value, default=str)
+    except orjson.JSONEncodeError:
+        return _json_encode(value)
+    return _json_encode(value) if b"null" in encoded else encoded.decode()
 
 
 def _row(span: ReadableSpan) -> tuple[Any, ...]:
-    attributes = dict(span.attributes or {})
+    attributes = plain(span.attributes)
     resource = span.resource.attributes if span.resource else {}
     parent = span.parent
     status = span.status
@@ -157,7 +170,7 @@ def _row(span: ReadableSpan) -> tuple[Any, ...]:
         _encode(attributes),
         _encode(
             [
-                {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
+                {"name": e.name, "timestamp": e.timestamp, "attributes": plain(e.attributes)}
                 for e in events
             ]
         )

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from ..telemetry import plain
+
 __all__ = ["Usage", "model_of", "provider_of", "read_usage", "response_usage"]
 
 # (input, output, cache read, cache creation, reasoning), in the order a span is read.
@@ -36,6 +38,8 @@ _CONVENTIONS = (
     ),
     ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "", "", ""),
 )
+# Any of these present: the span may report usage (the check every span's end makes).
+_COUNT_KEYS = frozenset(key for keys in _CONVENTIONS for key in keys[:2])
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 _PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 
@@ -72,8 +76,11 @@ def read_usage(attributes: Mapping[str, object] | None) -> Usage | None:
     """The usage a span reports, or ``None`` when it reports none (a span that is no model
     call, or a call without usage). The first convention with an input or output count wins:
     a span that carries two of them is one call, never two."""
-    if not attributes:
+    # `isdisjoint` walks the keys in C; `in` on the SDK's attributes raises a KeyError for
+    # each key that is absent, the common case.
+    if not attributes or _COUNT_KEYS.isdisjoint(attributes):
         return None
+    attributes = plain(attributes)
     for keys in _CONVENTIONS:
         if keys[0] in attributes or keys[1] in attributes:
             usage = Usage(*(_count(attributes, key) for key in keys))

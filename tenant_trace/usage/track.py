@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Span as APISpan
 
 from .. import metrics
+from ..telemetry import plain
 from . import prices
 from .ledger import Ledger
 from .read import Usage, model_of, provider_of, read_usage
@@ -117,7 +118,7 @@ class UsageSpanProcessor(SpanProcessor):
             logger.debug("tenant_trace: could not count the usage of a span", exc_info=True)
 
     def _count(self, span: ReadableSpan, entry: _Open | None, usage: Usage) -> None:
-        attributes = span.attributes or {}
+        attributes = plain(span.attributes)
         model = model_of(attributes)
         cost = prices.cost(usage, model, _text(attributes.get("gen_ai.response.model")))
         if entry is not None and entry.run is not None:

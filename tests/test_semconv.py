@@ -6,7 +6,7 @@ on the example FastAPI app's spans on the session's SDK provider."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from tenant_trace.config import settings
 from tests.conftest import Spans
 
 OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+OptIn = Callable[..., None]
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
 
 
 @pytest.fixture
-def opt_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def opt_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[OptIn]:
     """Set ``OTEL_SEMCONV_STABILITY_OPT_IN`` (None: unset) and run init() again, which reads it."""
     saved = settings.genai_latest, settings.genai_provider
 
@@ -50,7 +51,9 @@ def chat(tenant: str = "acme") -> None:
     assert response.status_code == 200
 
 
-def test_default_emits_provider_name_and_the_older_gen_ai_system(opt_in: Any, spans: Spans) -> None:
+def test_default_emits_provider_name_and_the_older_gen_ai_system(
+    opt_in: OptIn, spans: Spans
+) -> None:
     """Without the opt-in: each LLM call has gen_ai.provider.name and gen_ai.system alike;
     the memory step keeps tenant-trace's names and claims no gen_ai operation."""
     opt_in(None)
@@ -69,7 +72,7 @@ def test_default_emits_provider_name_and_the_older_gen_ai_system(opt_in: Any, sp
     "value", ["gen_ai_latest_experimental", "http, gen_ai_latest_experimental ,database"]
 )
 def test_opt_in_emits_only_the_latest_experimental_names(
-    opt_in: Any, spans: Spans, value: str
+    opt_in: OptIn, spans: Spans, value: str
 ) -> None:
     """With gen_ai_latest_experimental in the list: gen_ai.provider.name without gen_ai.system,
     and the memory read is a search_memory operation on its store and record."""
@@ -88,7 +91,7 @@ def test_opt_in_emits_only_the_latest_experimental_names(
 
 
 def test_the_opt_in_is_read_at_init_not_at_each_span(
-    opt_in: Any, spans: Spans, monkeypatch: pytest.MonkeyPatch
+    opt_in: OptIn, spans: Spans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Changing the variable after init() changes nothing until the next init()."""
     opt_in("gen_ai_latest_experimental")
@@ -110,7 +113,7 @@ def test_the_opt_in_is_read_at_init_not_at_each_span(
     ],
 )
 def test_memory_operations_map_to_the_development_names(
-    opt_in: Any, spans: Spans, operation: str, expected: str | None
+    opt_in: OptIn, spans: Spans, operation: str, expected: str | None
 ) -> None:
     """Each known operation has its GenAI name; one without a counterpart claims none."""
     opt_in("gen_ai_latest_experimental")
@@ -122,7 +125,7 @@ def test_memory_operations_map_to_the_development_names(
 
 
 @pytest.mark.parametrize("latest", [None, "gen_ai_latest_experimental"])
-def test_provider_name_is_always_set(opt_in: Any, spans: Spans, latest: str | None) -> None:
+def test_provider_name_is_always_set(opt_in: OptIn, spans: Spans, latest: str | None) -> None:
     """An LLM call that names no provider gets init(genai_provider=...), else "unknown" (never
     a guess from the model name); it is on the span and on the call's metric attributes."""
     opt_in(latest)
@@ -138,7 +141,7 @@ def test_provider_name_is_always_set(opt_in: Any, spans: Spans, latest: str | No
 
 
 def test_provider_from_the_environment(
-    opt_in: Any, spans: Spans, monkeypatch: pytest.MonkeyPatch
+    opt_in: OptIn, spans: Spans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TENANT_TRACE_GENAI_PROVIDER is the default of a new Settings; an empty genai_provider
     is refused."""

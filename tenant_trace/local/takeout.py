@@ -65,7 +65,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "and hour. --json prints the summary line as JSON.",
         epilog="Exit status: 0 written; 2 refused (no --tenant, an invalid tenant id, no store).",
     )
-    command.add_argument("--tenant", required=True, help="the tenant whose spans to write")
+    command.add_argument("--tenant", required=True, help="the tenant whose data to write")
     command.add_argument(
         "--since",
         type=duration,

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "env_flag", "parse_duration", "parse_tenant_values", "settings"]
+__all__ = [
+    "Settings",
+    "env_flag",
+    "genai_latest_experimental",
+    "parse_duration",
+    "parse_tenant_values",
+    "settings",
+]
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -67,6 +74,19 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: OpenTelemetry's switch between the conventions an instrumentation emitted so far and the
+#: latest experimental ones; ``gen_ai_latest_experimental`` selects the latest GenAI ones.
+STABILITY_OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+GENAI_PROVIDER_ENV = "TENANT_TRACE_GENAI_PROVIDER"
+
+
+def genai_latest_experimental() -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` (a comma-separated list) names
+    ``gen_ai_latest_experimental``."""
+    values = os.environ.get(STABILITY_OPT_IN_ENV, "").split(",")
+    return "gen_ai_latest_experimental" in (v.strip().lower() for v in values)
+
+
 @dataclass
 class Settings:
     """What the agent API records.
@@ -77,12 +97,20 @@ class Settings:
         max_content_length: captured text is truncated to this many characters.
         redact: applied to captured text before it is recorded (the redaction layer).
         pseudonymize_users: record ``user.id`` as a per-tenant pseudonym (`identity`).
+        genai_provider: ``gen_ai.provider.name`` of the LLM calls that do not name one
+            (env ``TENANT_TRACE_GENAI_PROVIDER``, else ``"unknown"``).
+        genai_latest: emit the latest experimental GenAI conventions only
+            (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``, read by ``init()``).
     """
 
     capture_content: bool = field(default_factory=lambda: env_flag("TENANT_TRACE_CAPTURE_CONTENT"))
     max_content_length: int = 500
     redact: Callable[[str], str] | None = None
     pseudonymize_users: bool = True
+    genai_provider: str = field(
+        default_factory=lambda: os.environ.get(GENAI_PROVIDER_ENV, "").strip() or "unknown"
+    )
+    genai_latest: bool = field(default_factory=genai_latest_experimental)
 
     def content(self, value: object) -> str | None:
         """`value` as text ready for a span attribute, or ``None`` when capture is off."""

@@ -14,8 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from .config import settings
+from .config import genai_latest_experimental, settings
 from .context import set_tenant_pattern
+from .errors import ConfigurationError
 from .export.otlp import env
 from .export.pipeline import batch_processor, build_exporters
 from .export.processor import TenantSpanProcessor
@@ -55,6 +56,7 @@ def init(
     max_content_length: int | None = None,
     redact: bool | Redactor = True,
     pseudonymize_users: bool | None = None,
+    genai_provider: str | None = None,
     prices: PricesSpec | None = None,
     auto_instrument: bool = False,
     json_logs: bool = False,
@@ -99,13 +101,18 @@ def init(
             Exporters you added to your own provider are left as they are.
         pseudonymize_users: record the ``user.id`` of `tenant_trace.identity` as a
             per-tenant pseudonym (default) or, with ``False``, as given.
+        genai_provider: ``gen_ai.provider.name`` of the `llm_call` steps that give no
+            ``provider=`` (``"openai"``, ``"anthropic"``, ...); default:
+            ``TENANT_TRACE_GENAI_PROVIDER``, else ``"unknown"``. Each ``init()`` also reads
+            ``OTEL_SEMCONV_STABILITY_OPT_IN``: with ``gen_ai_latest_experimental`` in it,
+            tenant-trace's spans carry the latest experimental GenAI conventions only.
         prices: USD per million tokens per model, ``{"gpt-4o": (2.5, 10.0, 1.25)}``
             (input, output and optionally cached input), or the path of a JSON file of
             them; default: the file ``TENANT_TRACE_PRICES`` names. A model without a price
             has its tokens counted and its cost unknown.
         auto_instrument: switch on the installed OpenTelemetry instrumentations of LLM and
-            HTTP clients and of LangChain (openai, anthropic, langchain, httpx, requests); the
-            log says which.
+            HTTP clients and of LangChain (openai, anthropic, langchain, httpx, requests), and
+            pydantic-ai's own (``Agent.instrument_all()``); the log says which.
         json_logs: write JSON log lines with tenant, trace, span and agent ids on stderr
             (`tenant_trace.configure_logging()` with its defaults).
         instrument_threads: make `ThreadPoolExecutor.submit` (so `loop.run_in_executor`)
@@ -130,11 +137,13 @@ def init(
 
     Raises:
         ConfigurationError: an option is invalid (a route's endpoint, protocol or header,
-            `unrouted`, an age): the message names it.
+            `unrouted`, an age, `genai_provider`): the message names it.
     """
     routing = parse_routes(routes, unrouted, mirror)
     price_table = parse_prices(prices) if prices is not None or env(PRICES_ENV) else None
     parse_retention(retention)
+    if genai_provider is not None and (not isinstance(genai_provider, str) or not genai_provider):
+        raise ConfigurationError("genai_provider must be a non-empty string such as 'openai'")
     with _lock:
         if tenant_pattern is not None:
             set_tenant_pattern(tenant_pattern)
@@ -145,6 +154,9 @@ def init(
         redactor = configure_redaction(redact)
         if pseudonymize_users is not None:
             settings.pseudonymize_users = pseudonymize_users
+        if genai_provider is not None:
+            settings.genai_provider = genai_provider
+        settings.genai_latest = genai_latest_experimental()
         if price_table is not None:
             configure_prices(price_table)
         if json_logs:

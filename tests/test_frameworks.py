@@ -9,8 +9,11 @@ usage ledger (``tenant-trace usage``)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -20,6 +23,8 @@ import pytest
 from fastapi import Depends, FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 
+import tenant_trace
+from tenant_trace.export.instrument import KNOWN, PydanticAIInstrumentor
 from tenant_trace.export.store import SQLiteSpanExporter
 from tenant_trace.usage import Ledger, UsageSpanProcessor, prices
 from tenant_trace_fastapi import TenantTraceMiddleware, require_tenant
@@ -38,9 +43,10 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
 # --- the three setups: an app, and which of its spans are the framework's model calls ---------
 
 
-def pydantic_ai_app(*, summing: bool = False) -> FastAPI:
+def pydantic_ai_app(*, summing: bool = False, auto: bool = False) -> FastAPI:
     """`summing`: the agent span repeats the sum of its calls under ``gen_ai.usage.*``, as
-    pydantic-ai did by default before ``gen_ai.aggregated_usage.*``."""
+    pydantic-ai did by default before ``gen_ai.aggregated_usage.*``. `auto`: the agent has no
+    instrumentation of its own (``init(auto_instrument=True)`` gives it one)."""
     from pydantic_ai import Agent
     from pydantic_ai.capabilities.instrumentation import Instrumentation
     from pydantic_ai.models.instrumented import InstrumentationSettings
@@ -49,7 +55,8 @@ def pydantic_ai_app(*, summing: bool = False) -> FastAPI:
     settings = InstrumentationSettings(
         tracer_provider=PROVIDER, use_aggregated_usage_attribute_names=not summing
     )
-    agent = Agent(TestModel(), capabilities=[Instrumentation(settings=settings)])
+    capabilities = [] if auto else [Instrumentation(settings=settings)]
+    agent = Agent(TestModel(), capabilities=capabilities)
 
     @agent.tool_plain
     def order_status(order: str) -> str:
@@ -154,11 +161,40 @@ def langchain_instrumented(instrumented: list[str]) -> None:  # noqa: F811 (the 
     assert "langchain" in instrumented
 
 
-@pytest.fixture(params=["pydantic-ai", "pydantic-ai-summing", "langgraph", "openai"])
+@contextmanager
+def auto_instrumentation() -> Iterator[None]:
+    """init(auto_instrument=True), undone at the end (pydantic-ai's ``instrument_all`` and
+    every instrumentation it switched on are process-wide)."""
+    before = {
+        name: getattr(importlib.import_module(module), cls)().is_instrumented_by_opentelemetry
+        for name, module, cls, _package in KNOWN
+        if importlib.util.find_spec(module) is not None
+    }
+    tenant_trace.init(auto_instrument=True)
+    try:
+        yield
+    finally:
+        for name, module, cls, _package in KNOWN:
+            if before.get(name) is False:
+                getattr(importlib.import_module(module), cls)().uninstrument()
+
+
+@pytest.fixture
+def auto_instrumented() -> Iterator[None]:
+    with auto_instrumentation():
+        yield
+
+
+@pytest.fixture(
+    params=["pydantic-ai", "pydantic-ai-summing", "pydantic-ai-auto", "langgraph", "openai"]
+)
 def setup(request: pytest.FixtureRequest) -> Setup:
     if request.param.startswith("pydantic-ai"):
         summing = request.param.endswith("summing")
-        return pydantic_ai_app(summing=summing), is_pydantic_ai_call, genai_tokens
+        auto = request.param.endswith("auto")
+        if auto:
+            request.getfixturevalue("auto_instrumented")
+        return pydantic_ai_app(summing=summing, auto=auto), is_pydantic_ai_call, genai_tokens
     if request.param == "langgraph":
         request.getfixturevalue("langchain_instrumented")
         return langgraph_app(), is_openinference_call, openinference_tokens
@@ -280,3 +316,26 @@ def test_framework_usage_is_counted_once_per_tenant(
         assert usage[tenant]["calls"] == calls
         if usage[tenant]["cost_usd"] is not None:  # runs round their costs to 6 decimals
             assert runs[tenant]["cost_usd"] == pytest.approx(usage[tenant]["cost_usd"], abs=1e-5)
+
+
+def test_init_auto_instrument_turns_on_pydantic_ai(spans: Spans) -> None:
+    """init(auto_instrument=True) instruments an agent that sets no instrumentation: its spans
+    (the run, the model call) carry the tenant under agent.run, without the question's text
+    (content capture is off); undoing it leaves such agents uninstrumented again."""
+    from pydantic_ai import Agent
+
+    with auto_instrumentation():
+        assert PydanticAIInstrumentor().is_instrumented_by_opentelemetry
+        asyncio.run(ask_all(pydantic_ai_app(auto=True), ["acme"]))
+    assert Agent._instrument_default is False
+    assert not PydanticAIInstrumentor().is_instrumented_by_opentelemetry
+    framework = [s for s in spans.all() if s.instrumentation_scope.name == "pydantic-ai"]
+    assert any(is_pydantic_ai_call(s) for s in framework)
+    assert {attrs(s).get("tenant.id") for s in framework} == {"acme"}
+    (root,) = spans.named("agent.run")
+    assert all(s.context.trace_id == root.context.trace_id for s in framework)
+    assert not any("order 0" in str(v) for s in framework for v in attrs(s).values())
+
+    spans.clear()
+    asyncio.run(ask_all(pydantic_ai_app(auto=True), ["acme"]))
+    assert not [s for s in spans.all() if s.instrumentation_scope.name == "pydantic-ai"]

@@ -46,19 +46,23 @@ def test_export_writes_exactly_one_tenants_spans(
     filled: tuple[Path, dict[str, str]],  # noqa: F811
     tenant: str,
 ) -> None:
-    """Both formats hold every span of the tenant in the store, of its own requests only."""
+    """Both formats hold every span of the tenant in the store, of its own requests only,
+    and its usage ledger rows, none of another tenant's."""
     db, sent = filled
     code, out = run_cli("export", "--tenant", tenant, "--db", str(db))
     assert code == 0
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    lines = [r for r in records if "ledger" not in r]
     assert {(s["trace_id"], s["span_id"]) for s in lines} == rows(db, tenant)
     assert {s["trace_id"] for s in lines} == {t for t, owner in sent.items() if owner == tenant}
+    ledger = [r["ledger"] for r in records if "ledger" in r]
+    assert ledger and {r["tenant_id"] for r in ledger} == {tenant}
     code, out = run_cli("export", "--tenant", tenant, "--format", "otlp-json", "--db", str(db))
     assert code == 0
     spans = [
         (span["traceId"], span["spanId"], {a["key"]: a["value"] for a in span["attributes"]})
         for line in out.splitlines()
-        if line.startswith("{")
+        if line.startswith('{"resourceSpans"')
         for resource in json.loads(line)["resourceSpans"]
         for scope in resource["scopeSpans"]
         for span in scope["spans"]

@@ -11,7 +11,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from tenant_trace.export.store import open_store, transaction
+from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from tenant_trace.export.store import SQLiteSpanExporter, open_store, transaction
 from tenant_trace.local.purge import purge
 from tenant_trace.usage import Ledger, Usage
 from tenant_trace.usage.ledger import HOUR_NS
@@ -204,3 +211,69 @@ def test_a_forked_worker_counts_its_own_calls_once(tmp_path: Path) -> None:
     total = connection.execute("SELECT SUM(input_tokens), SUM(calls) FROM ledger").fetchone()
     connection.close()
     assert total == (111, 3)
+
+
+def test_export_writes_the_tenants_ledger_rows_and_no_others(tmp_path: Path) -> None:
+    """``tenant-trace export --tenant acme``: its spans, then its ledger per model and hour
+    (several writes summed, an unknown cost null), none of globex's; the same rows as OTLP/JSON
+    metrics that the protobuf classes read; ``--since`` keeps the hours that end in it."""
+    db = tmp_path / "traces.sqlite3"
+    now = time.time_ns()
+    filled_ledger(db, now)
+    writer = SQLiteSpanExporter(db)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(writer))
+    for tenant in ("acme", "globex"):
+        provider.get_tracer("t").start_span("agent.run", attributes={"tenant.id": tenant}).end()
+    provider.shutdown()
+
+    code, out = run_cli("export", "--tenant", "acme", "--db", str(db))
+    assert code == 0, out
+    assert "Exported 1 spans and 3 usage ledger rows of tenant 'acme'" in out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["name"] for r in records[:1]] == ["agent.run"]  # spans first
+    ledger = [r["ledger"] for r in records[1:]]
+    assert [
+        (r["tenant_id"], r["model"], r["calls"], r["input_tokens"], r["cache_read_tokens"])
+        for r in ledger
+    ] == [
+        ("acme", "gpt-4o", 1, 100, 40),
+        ("acme", "gpt-4o", 2, 201, 0),
+        ("acme", "local-llm", 1, 7, 0),
+    ]
+    assert [r["cost_usd"] for r in ledger] == [0.5, 1.25, None]
+    assert all(r["hour_ns"] % HOUR_NS == 0 for r in ledger)
+    (usage,) = as_json("usage", "--tenant", "acme", "--since", "90d", "--db", str(db))
+    for column in ("calls", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd"):
+        assert sum(r[column] or 0 for r in ledger) == usage[column]
+
+    code, out = run_cli("export", "--tenant", "acme", "--since", "3h", "--db", str(db))
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["ledger"]["model"] for r in lines if "ledger" in r] == ["gpt-4o", "local-llm"]
+
+    code, out = run_cli("export", "--tenant", "acme", "--format", "otlp-json", "--db", str(db))
+    assert code == 0, out
+    (line,) = [line for line in out.splitlines() if line.startswith('{"resourceMetrics"')]
+    request = json_format.Parse(line, ExportMetricsServiceRequest())
+    (scope,) = request.resource_metrics[0].scope_metrics
+    metrics = {m.name: m for m in scope.metrics}
+    assert metrics["tenant_trace.ledger.input_tokens"].unit == "{token}"
+    points = metrics["tenant_trace.ledger.input_tokens"].sum.data_points
+    assert [p.as_int for p in points] == [100, 201, 7]
+    assert [p.time_unix_nano - p.start_time_unix_nano for p in points] == [HOUR_NS] * 3
+    costs = metrics["tenant_trace.ledger.cost_usd"].sum.data_points
+    assert [p.as_double for p in costs] == [0.5, 1.25]  # no point for the unknown cost
+    tenants = {
+        a.value.string_value
+        for m in scope.metrics
+        for p in m.sum.data_points
+        for a in p.attributes
+        if a.key == "tenant.id"
+    }
+    assert tenants == {"acme"}
+
+    code, out = run_cli("export", "--tenant", "globex", "--db", str(db))
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    ledger = [r["ledger"] for r in lines if "ledger" in r]
+    # Its 40-day-old row went at the store's first export (7 days' retention).
+    assert [(r["tenant_id"], r["model"]) for r in ledger] == [("globex", "gpt-4o")]

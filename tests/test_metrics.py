@@ -289,6 +289,7 @@ def test_an_llm_call_that_raises_has_an_error_type(points: Points) -> None:
         {
             "tenant.id": "acme",
             "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "unknown",  # no provider= and no init(genai_provider=)
             "gen_ai.request.model": "model-a",
             "error.type": "Boom",
         }

@@ -201,6 +201,22 @@ def test_an_instrumentation_that_does_not_import_is_a_warning(
     sys.modules.pop("tt_broken_instrumentation", None)
 
 
+def test_a_pydantic_ai_that_does_not_import_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pydantic-ai's distribution is there but its package does not import (a broken
+    install): a WARNING naming it and the fix, and nothing instrumented."""
+    (entry,) = [k for k in instrument.KNOWN if k[0] == "pydantic-ai"]
+    monkeypatch.setattr(instrument, "KNOWN", (entry,))
+    monkeypatch.setitem(sys.modules, "pydantic_ai", None)  # its import now raises ImportError
+    with caplog.at_level(logging.INFO, "tenant_trace"):
+        assert instrument.auto_instrument() == []
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "could not instrument pydantic-ai" in warning.getMessage()
+    assert "pip install -U pydantic-ai-slim" in warning.getMessage()
+    assert not instrument.PydanticAIInstrumentor().is_instrumented_by_opentelemetry
+
+
 def test_an_instrumentation_that_is_not_installed_is_left_alone(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

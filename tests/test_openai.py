@@ -94,8 +94,9 @@ def make_app(base_url: str, *, wrap_in_llm_span: bool) -> FastAPI:
 
 
 def test_auto_instrument_reports_what_it_enabled(instrumented: list[str]) -> None:
-    """openai, httpx and requests instrumentations are installed here, so all are on."""
-    assert {"openai", "httpx", "requests"} <= set(instrumented)
+    """openai, httpx, requests and pydantic-ai instrumentations are installed here, so all
+    are on."""
+    assert {"openai", "httpx", "requests", "pydantic-ai"} <= set(instrumented)
 
 
 @pytest.mark.parametrize("wrap", [True, False], ids=["under-llm-span", "under-run-span"])

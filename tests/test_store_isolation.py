@@ -293,7 +293,7 @@ def test_otlp_json_export_loads_into_the_opentelemetry_classes(tmp_path: Path) -
         "export", "--tenant", "acme", "--format", "otlp-json", "-o", str(out), "--db", str(db)
     )
     assert done.returncode == 0, done.stderr
-    assert "Exported 1502 spans of tenant 'acme' (otlp-json)" in done.stderr
+    assert "Exported 1502 spans and 0 usage ledger rows of tenant 'acme' (otlp-json)" in done.stderr
     assert out.stat().st_mode & 0o777 == 0o600
     requests = [
         json_format.Parse(as_protobuf_json(line), ExportTraceServiceRequest())

@@ -24,6 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind
 
 from .. import identity as who
+from ..config import settings
 from ..context import Tenant, attach, current, detach, get_current_tenant, validate_tenant_id
 from ..telemetry import SEMCONV_VERSION, tracer
 from . import rollup
@@ -33,6 +34,7 @@ from .spec import StepSpec
 
 __all__ = [
     "GENAI_SEMCONV_VERSION",
+    "MEMORY_OPERATIONS",
     "identity",
     "llm_call",
     "memory",
@@ -76,21 +78,27 @@ def llm_call(
 
     Args:
         model: the requested model (``gen_ai.request.model``).
-        provider: ``gen_ai.provider.name`` (``openai``, ``anthropic``, ...).
+        provider: ``gen_ai.provider.name`` (``openai``, ``anthropic``, ...); default:
+            ``init(genai_provider=...)``, else ``"unknown"``. Without
+            ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`` it is also recorded
+            as ``gen_ai.system``, its name up to the 1.36.0 conventions.
         operation: ``gen_ai.operation.name``: ``chat`` (default), ``text_completion``,
             ``embeddings``, ...
         **attributes: more span attributes (``gen_ai.request.temperature=...``).
     """
 
     def open_() -> LLMCall:
+        name_of_provider = provider or settings.genai_provider
         attrs = {
             "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": provider,
+            "gen_ai.provider.name": name_of_provider,
+            "gen_ai.system": None if settings.genai_latest else name_of_provider,
             "gen_ai.request.model": model,
             **attributes,
         }
         name = f"{operation} {model}" if model else operation
-        return LLMCall(_start_span(name, LLMCall.span_kind, attrs), model, operation, provider)
+        span = _start_span(name, LLMCall.span_kind, attrs)
+        return LLMCall(span, model, operation, name_of_provider)
 
     return StepSpec(open_)
 
@@ -113,10 +121,34 @@ def tool_call(
     return StepSpec(open_)
 
 
+#: tenant-trace's memory operations as the GenAI memory operations of the unreleased
+#: semantic-conventions-genai registry name them (emitted with gen_ai_latest_experimental).
+MEMORY_OPERATIONS = {
+    "read": "search_memory",
+    "search": "search_memory",
+    "write": "upsert_memory",
+    "upsert": "upsert_memory",
+    "create": "create_memory",
+    "update": "update_memory",
+    "delete": "delete_memory",
+}
+
+
 def memory(
     operation: str, *, store: str, key: str | None = None, **attributes: Any
 ) -> StepSpec[Memory]:
-    """A memory read or write: span ``memory.{operation} {store}``."""
+    """A memory read or write: span ``memory.{operation} {store}``.
+
+    Args:
+        operation: ``read``, ``write`` (create or update), ``create``, ``update``,
+            ``delete``, ``search``, or another name (``tenant_trace.memory.operation``).
+        store: ``tenant_trace.memory.store``.
+        key: ``tenant_trace.memory.key``.
+
+    With ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``, a known operation
+    also gets the development GenAI memory names: ``gen_ai.operation.name``
+    (`MEMORY_OPERATIONS`), ``gen_ai.memory.store.id`` and ``gen_ai.memory.record.id``.
+    """
 
     def open_() -> Memory:
         attrs = {
@@ -125,6 +157,14 @@ def memory(
             "tenant_trace.memory.key": key,
             **attributes,
         }
+        genai_operation = MEMORY_OPERATIONS.get(operation)
+        if settings.genai_latest and genai_operation is not None:
+            attrs = {
+                "gen_ai.operation.name": genai_operation,
+                "gen_ai.memory.store.id": store,
+                "gen_ai.memory.record.id": key,
+                **attrs,
+            }
         return Memory(_start_span(f"memory.{operation} {store}", Memory.span_kind, attrs))
 
     return StepSpec(open_)

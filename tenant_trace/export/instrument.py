@@ -1,18 +1,51 @@
 """Switch on the OpenTelemetry instrumentations that are installed for LLM and HTTP clients
-and agent frameworks (LangChain/LangGraph; pydantic-ai instruments itself: give its agents
-``capabilities=[Instrumentation()]``)."""
+and agent frameworks: LangChain/LangGraph (OpenInference), and pydantic-ai, which instruments
+itself (``Agent.instrument_all()``, wrapped here as an instrumentor like the others)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import logging
+from collections.abc import Collection
+from typing import Any
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
 
-__all__ = ["auto_instrument"]
+from ..config import settings
+
+__all__ = ["KNOWN", "PydanticAIInstrumentor", "auto_instrument"]
 
 logger = logging.getLogger("tenant_trace")
+
+
+class PydanticAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """pydantic-ai's own instrumentation of every agent that does not set its own
+    (``Agent.instrument_all()``, on the global providers), with an instrumentor's interface;
+    message content is recorded only with ``init(capture_content=True)``. `uninstrument` puts
+    the previous default back."""
+
+    _previous: Any = False
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("pydantic-ai-slim >= 1.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from pydantic_ai import Agent
+        from pydantic_ai.models.instrumented import InstrumentationSettings
+
+        self._previous = Agent._instrument_default  # no public getter
+        # Prompts and answers on its spans only when tenant-trace captures content too.
+        Agent.instrument_all(InstrumentationSettings(include_content=settings.capture_content))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from pydantic_ai import Agent
+
+        Agent.instrument_all(self._previous)
+
 
 # (name, module, instrumentor class, package): each is used only when its package is installed.
 KNOWN = (
@@ -33,6 +66,12 @@ KNOWN = (
         "openinference.instrumentation.langchain",
         "LangChainInstrumentor",
         "openinference-instrumentation-langchain",
+    ),
+    (  # pydantic-ai's own instrumentation, when pydantic-ai is installed
+        "pydantic-ai",
+        __name__,
+        "PydanticAIInstrumentor",
+        "pydantic-ai-slim",
     ),
     (
         "httpx",
@@ -85,8 +124,14 @@ def auto_instrument() -> list[str]:
         try:
             if not instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.instrument()
-        except Exception:
-            logger.warning("tenant_trace: could not instrument %s", name, exc_info=True)
+        except Exception as exc:
+            logger.warning(
+                "tenant_trace: could not instrument %s (%s): pip install -U %s",
+                name,
+                exc,
+                package,
+                exc_info=True,
+            )
         if instrumentor.is_instrumented_by_opentelemetry:
             enabled.append(name)
     logger.info("tenant_trace: instrumented %s", ", ".join(enabled) or "nothing")

@@ -179,11 +179,7 @@ class SpanStore:
         ``None`` when no call of the group had a price."""
         group = {"model": ", model", "day": ", day"}.get(by or "", "")
         sql = (
-            f"SELECT tenant_id{group}, SUM(calls) AS calls, SUM(unpriced_calls) AS unpriced_calls,"
-            " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
-            " SUM(cache_read_tokens) AS cache_read_tokens,"
-            " SUM(cache_creation_tokens) AS cache_creation_tokens,"
-            " SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_usd) AS cost_usd"
+            f"SELECT tenant_id{group}, {_LEDGER_SUMS}"
             f" FROM (SELECT *, hour_ns - hour_ns % {DAY_NS} AS day FROM ledger)"
             f" WHERE hour_ns > ? - {HOUR_NS}"
         )
@@ -192,11 +188,35 @@ class SpanStore:
             sql += " AND tenant_id = ?"
             params.append(tenant)
         sql += f" GROUP BY tenant_id{group} ORDER BY tenant_id{group}"
-        rows = [dict(row) for row in self._query(sql, params)]
-        for row in rows:
-            if row["cost_usd"] is not None:
-                row["cost_usd"] = round(row["cost_usd"], 6)
-        return rows
+        return _ledger_rows(self._query(sql, params))
+
+    def ledger(self, tenant: str, *, since_ns: int = 0) -> list[dict[str, Any]]:
+        """One tenant's usage ledger per model and hour (the rows of several writes summed),
+        over the hours that end after `since_ns`, oldest first; for ``tenant-trace export``."""
+        sql = (
+            f"SELECT tenant_id, model, hour_ns, MIN(start_ns) AS start_ns, {_LEDGER_SUMS}"
+            f" FROM ledger WHERE tenant_id = ? AND hour_ns > ? - {HOUR_NS}"
+            " GROUP BY model, hour_ns ORDER BY hour_ns, model"
+        )
+        return _ledger_rows(self._query(sql, (tenant, since_ns)))
+
+
+_LEDGER_SUMS = (
+    "SUM(calls) AS calls, SUM(unpriced_calls) AS unpriced_calls,"
+    " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+    " SUM(cache_read_tokens) AS cache_read_tokens,"
+    " SUM(cache_creation_tokens) AS cache_creation_tokens,"
+    " SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost_usd) AS cost_usd"
+)
+
+
+def _ledger_rows(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
+    """Summed ledger rows as dicts, a cost rounded to 6 decimals (``None``: no price)."""
+    found = [dict(row) for row in rows]
+    for row in found:
+        if row["cost_usd"] is not None:
+            row["cost_usd"] = round(row["cost_usd"], 6)
+    return found
 
 
 def _window(since_ns: int, until_ns: int | None, tenant: str | None) -> tuple[str, list[Any]]:

@@ -1,13 +1,16 @@
-"""``tenant-trace export``: one tenant's spans out of the local store, for a subject-access
-request or a move to another backend.
+"""``tenant-trace export``: one tenant's data out of the local store (its spans, then its
+usage ledger), for a subject-access request or a move to another backend.
 
-    tenant-trace export --tenant acme > acme.jsonl                  one span a line
+    tenant-trace export --tenant acme > acme.jsonl                  one record a line
     tenant-trace export --tenant acme --format otlp-json -o acme.otlp.jsonl
 
 ``otlp-json`` writes OTLP/JSON, one ``ExportTraceServiceRequest`` (of up to 1000 spans) a
 line, as the OpenTelemetry Collector's file exporter writes it and its ``otlpjsonfile``
-receiver reads it; ids are hex, as the OTLP/JSON encoding requires. ``jsonl`` writes the
-spans as ``tenant-trace show --json`` prints them.
+receiver reads it; ids are hex, as the OTLP/JSON encoding requires; the ledger follows as
+one ``ExportMetricsServiceRequest`` line: a delta sum ``tenant_trace.ledger.{column}`` per
+ledger column, one point per model and hour. ``jsonl`` writes the spans as
+``tenant-trace show --json`` prints them, then each ledger row (per model and hour) as
+``{"ledger": {...}}``.
 """
 
 from __future__ import annotations
@@ -20,23 +23,36 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from itertools import groupby, islice
+from itertools import chain, groupby, islice
 from typing import Any, TextIO
 
 from ..context import validate_tenant_id
 from ..errors import InvalidTenantError
 from ..export.store import store_path
+from ..usage.ledger import HOUR_NS
 from .args import duration
 from .purge import REFUSED
 from .render import visible
 from .store import SpanStore
 
-__all__ = ["otlp_json", "register"]
+__all__ = ["otlp_json", "otlp_json_ledger", "register"]
 
 BATCH = 1000
 # OTLP's SpanKind and StatusCode numbers, by the names the store keeps.
 _KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 _STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+_DELTA = 1  # OTLP's AggregationTemporality
+# The ledger's columns, each an OTLP metric ``tenant_trace.ledger.{column}``, by unit.
+_LEDGER_UNITS = {
+    "calls": "{call}",
+    "unpriced_calls": "{call}",
+    "input_tokens": "{token}",
+    "output_tokens": "{token}",
+    "cache_read_tokens": "{token}",
+    "cache_creation_tokens": "{token}",
+    "reasoning_tokens": "{token}",
+    "cost_usd": "{USD}",
+}
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -44,20 +60,24 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     command = commands.add_parser(
         "export",
         parents=[common],
-        help="write one tenant's spans (JSON lines or OTLP/JSON)",
-        description="Write one tenant's spans, oldest first. --json prints the summary "
-        "line as JSON.",
+        help="write one tenant's spans and usage ledger (JSON lines or OTLP/JSON)",
+        description="Write one tenant's spans, oldest first, then its usage ledger per model "
+        "and hour. --json prints the summary line as JSON.",
         epilog="Exit status: 0 written; 2 refused (no --tenant, an invalid tenant id, no store).",
     )
-    command.add_argument("--tenant", required=True, help="the tenant whose spans to write")
+    command.add_argument("--tenant", required=True, help="the tenant whose data to write")
     command.add_argument(
-        "--since", type=duration, metavar="AGE", help="only spans of the last AGE (90d, 12h)"
+        "--since",
+        type=duration,
+        metavar="AGE",
+        help="only spans of the last AGE (90d, 12h), and the ledger's hours that end in it",
     )
     command.add_argument(
         "--format",
         choices=("jsonl", "otlp-json"),
         default="jsonl",
-        help="jsonl: one span a line (default); otlp-json: OTLP/JSON requests, one a line",
+        help="jsonl: one span or ledger row a line (default); otlp-json: OTLP/JSON requests, "
+        "one a line",
     )
     command.add_argument(
         "-o", "--output", help="the file to write, readable by you only (default: stdout)"
@@ -78,6 +98,39 @@ def otlp_json(spans: Iterable[dict[str, Any]]) -> Iterator[str]:
             for service, group in groupby(batch, key=lambda s: s["service"])
         ]
         yield json.dumps({"resourceSpans": resources}, separators=(",", ":"))
+
+
+def otlp_json_ledger(rows: list[dict[str, Any]]) -> Iterator[str]:
+    """One OTLP/JSON ``ExportMetricsServiceRequest`` line of ledger rows as
+    `SpanStore.ledger` reads them (none when there are no rows)."""
+    if not rows:
+        return
+    metrics = []
+    for column, unit in _LEDGER_UNITS.items():
+        points = [
+            {
+                "attributes": _attributes(
+                    {"tenant.id": row["tenant_id"], "gen_ai.request.model": row["model"]}
+                    if row["model"] is not None
+                    else {"tenant.id": row["tenant_id"]}
+                ),
+                "startTimeUnixNano": str(row["hour_ns"]),
+                "timeUnixNano": str(row["hour_ns"] + HOUR_NS),
+                **_number(row[column]),
+            }
+            for row in rows
+            if row[column] is not None  # an unknown cost is no point, never 0
+        ]
+        sum_ = {"aggregationTemporality": _DELTA, "isMonotonic": True, "dataPoints": points}
+        metrics.append({"name": f"tenant_trace.ledger.{column}", "unit": unit, "sum": sum_})
+    scope = {"scope": {"name": "tenant_trace.ledger"}, "metrics": metrics}
+    request = {"resourceMetrics": [{"resource": {}, "scopeMetrics": [scope]}]}
+    yield json.dumps(request, separators=(",", ":"))
+
+
+def _number(value: int | float) -> dict[str, Any]:
+    """A number data point's value: an integer as a string, as the protobuf JSON mapping has it."""
+    return {"asInt": str(value)} if isinstance(value, int) else {"asDouble": value}
 
 
 def _resource(service: str | None) -> dict[str, Any]:
@@ -154,22 +207,31 @@ def _export(args: argparse.Namespace, console: Any) -> int:
                 written += 1
                 yield span
 
+        ledger = store.ledger(tenant, since_ns=since_ns)
+        lines: Iterable[str]
         if args.format == "otlp-json":
-            lines = otlp_json(counted())
+            lines = chain(otlp_json(counted()), otlp_json_ledger(ledger))
         else:
-            lines = (json.dumps(span, default=str) for span in counted())
+            records = chain(counted(), ({"ledger": row} for row in ledger))
+            lines = (json.dumps(record, default=str) for record in records)
         with _output(args.output) as out:
             for line in lines:
                 out.write(line + "\n")
     finally:
         store.close()
-    summary = {"tenant": tenant, "spans": written, "format": args.format, "output": args.output}
+    summary = {
+        "tenant": tenant,
+        "spans": written,
+        "ledger_rows": len(ledger),
+        "format": args.format,
+        "output": args.output,
+    }
     if args.json:
         print(json.dumps(summary), file=sys.stderr)
     else:
         print(
-            f"Exported {written} spans of tenant {visible(tenant)!r} ({args.format}) "
-            f"to {visible(args.output or 'stdout')}.",
+            f"Exported {written} spans and {len(ledger)} usage ledger rows of tenant "
+            f"{visible(tenant)!r} ({args.format}) to {visible(args.output or 'stdout')}.",
             file=sys.stderr,
         )
     return 0

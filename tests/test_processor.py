@@ -9,7 +9,9 @@ import threading
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tenant_trace import Tenant, TenantSpanProcessor, tenant_context
 from tenant_trace.context import attach, detach
@@ -151,3 +153,45 @@ def test_the_processor_hooks_never_raise() -> None:
     processor.on_end(None)  # type: ignore[arg-type]
     assert processor.force_flush() is True
     processor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected", "dropped"),
+    [
+        pytest.param(
+            SpanLimits(),
+            {"a": "xyz", "b": 1, "c": 2, "tenant.id": "acme", "tenant.source": "manual"},
+            0,
+            id="no-limit",
+        ),
+        pytest.param(
+            SpanLimits(max_span_attributes=3),
+            {"c": 2, "tenant.id": "acme", "tenant.source": "manual"},
+            2,
+            id="count-limit",
+        ),
+        pytest.param(
+            SpanLimits(max_attribute_length=2),
+            {"a": "xy", "b": 1, "c": 2, "tenant.id": "ac", "tenant.source": "ma"},
+            0,
+            id="length-limit",
+        ),
+    ],
+)
+def test_the_stamp_follows_the_providers_span_limits(
+    limits: SpanLimits, expected: dict[str, object], dropped: int
+) -> None:
+    """The stamp goes straight into a new span's attributes only where no limit applies;
+    under a limit the SDK's own rules hold, as for any attribute: the oldest dropped and
+    counted, values truncated."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(TenantSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with tenant_context("acme"):
+        provider.get_tracer("other").start_span(
+            "GET", attributes={"a": "xyz", "b": 1, "c": 2}
+        ).end()
+    (span,) = memory.get_finished_spans()
+    assert dict(span.attributes or {}) == expected
+    assert span.dropped_attributes == dropped

@@ -28,6 +28,7 @@ from tenant_trace.config import parse_duration
 from tenant_trace.export.retention import parse_retention
 from tenant_trace.export.store import SQLiteSpanExporter
 from tenant_trace.local.purge import purge
+from tenant_trace.local.store import SpanStore
 from tests.servers.otlp import Receiver
 from tests.servers.process import ROOT
 
@@ -388,3 +389,35 @@ def test_the_new_commands_are_in_the_help_and_the_readme() -> None:
     assert "--format {jsonl,otlp-json}" in run_cli("export", "--help").stdout
     assert "## Isolating tenants" in readme
     assert "X-Scope-OrgID" in readme and "x-project-name" in readme
+
+
+@pytest.mark.parametrize(
+    ("value", "check"),
+    [
+        pytest.param("plain text", lambda v: v == "plain text", id="text"),
+        pytest.param("nullable null", lambda v: v == "nullable null", id="text-with-null"),
+        pytest.param(2**70, lambda v: v == 2**70, id="int-past-64-bits"),
+        pytest.param(math.inf, lambda v: v == math.inf, id="infinity"),
+        pytest.param(("a", "b"), lambda v: v == ["a", "b"], id="sequence"),
+        pytest.param("é東\u2028", lambda v: v == "é東\u2028", id="unicode"),
+    ],
+)
+def test_the_store_keeps_every_attribute_value_as_it_was(
+    tmp_path: Path, value: Any, check: Any
+) -> None:
+    """Rows are JSON written by orjson, or by the json module for what orjson refuses or
+    would turn into null: a value reads back the same either way."""
+    exporter = SQLiteSpanExporter(tmp_path / "store.sqlite3")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("t").start_span("s", attributes={"tenant.id": "acme", "v": value})
+    span.add_event("e", {"v": value})
+    span.end()
+    provider.shutdown()
+    store = SpanStore(tmp_path / "store.sqlite3")
+    try:
+        (row,) = store.spans("acme")
+    finally:
+        store.close()
+    assert check(row["attributes"]["v"])
+    assert check(row["events"][0]["attributes"]["v"])

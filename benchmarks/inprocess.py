@@ -26,6 +26,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from opentelemetry import metrics as otel_metrics
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -52,6 +53,9 @@ EXPORTERS = ("null", "store", "otlp")
 #: floor's histogram and OpenTelemetry's instrumentations. Recording costs alike for all.
 METER_PROVIDER = MeterProvider([InMemoryMetricReader()])
 metrics.configure(meter_provider=METER_PROVIDER)
+# Also the global one, as in an application with metrics: what the SDK records about itself
+# (where it is switched on) goes there and is counted.
+otel_metrics.set_meter_provider(METER_PROVIDER)
 
 
 class NullExporter(SpanExporter):
@@ -77,9 +81,10 @@ class Exporters:
 
 
 def floor_provider(exporter: SpanExporter) -> TracerProvider:
-    """What a hand-made integration has: an SDK provider and a batch processor."""
+    """What a hand-made integration has: an SDK provider and a batch processor with the
+    SDK's defaults, as `init()`'s."""
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 

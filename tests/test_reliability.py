@@ -5,6 +5,7 @@ of the whole middleware with hostile input."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -135,6 +137,24 @@ def test_a_dead_exporter_adds_no_latency_and_drops_are_counted(make_exporter: An
     finally:
         exporter.shutdown()  # a dead exporter refuses the last batches at once
         provider.shutdown()
+
+
+def test_the_export_pipeline_counts_its_own_spans_and_leaves_every_tracers_alone() -> None:
+    """The batch processor's SDK metrics are on (spans exported, a few points a batch), but
+    the switch is not left set for the process: a tracer made afterwards records none of the
+    SDK's per-span metrics (three points a span, on every span of every library)."""
+    reader = InMemoryMetricReader()
+    meters = MeterProvider([reader])
+    processor = batch_processor(InMemorySpanExporter(), meter_provider=meters)
+    assert "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED" not in os.environ
+    provider = TracerProvider(meter_provider=meters)
+    provider.add_span_processor(processor)
+    for _ in range(10):
+        provider.get_tracer("other").start_span("GET").end()
+    provider.force_flush()
+    assert sdk_metric(reader, "otel.sdk.processor.span.processed") == 10
+    assert sdk_metric(reader, "otel.sdk.span.started") == 0
+    provider.shutdown()
 
 
 def test_an_exception_inside_the_span_processor_never_reaches_the_app(

@@ -23,17 +23,24 @@ def batch_processor(
 ) -> SpanProcessor:
     """Export off the request path, with a bounded queue that drops rather than blocks (a
     dead collector costs no request any time); with a `redactor`, spans are scrubbed on the
-    export thread. The SDK's own processor metrics are switched on (unless the application
+    export thread. This processor's own SDK metrics are switched on (unless the application
     set ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), so dropped spans are counted as
-    ``otel.sdk.processor.span.processed{error.type="queue_full"}``.
+    ``otel.sdk.processor.span.processed{error.type="queue_full"}``: a few points per batch.
+    The variable is set only while the processor is made, so that the SDK's per-span
+    metrics of every tracer (three points a span) stay off.
 
     Args:
         options: `BatchSpanProcessor` arguments (``max_queue_size=``, ``meter_provider=`` ...).
     """
-    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
     if redactor is not None:
         exporter = RedactingSpanExporter(exporter, redactor)
-    return _BatchSpanProcessor(exporter, **options)
+    if OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED in os.environ:  # the application decided
+        return _BatchSpanProcessor(exporter, **options)
+    os.environ[OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED] = "true"
+    try:
+        return _BatchSpanProcessor(exporter, **options)
+    finally:
+        os.environ.pop(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, None)
 
 
 class _BatchSpanProcessor(BatchSpanProcessor):

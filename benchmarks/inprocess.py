@@ -35,12 +35,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks.bare import flask_app, starlette_app
 from tenant_trace import metrics
+from tenant_trace.export.pipeline import batch_processor
+from tenant_trace.export.processor import TenantSpanProcessor
 from tenant_trace.export.sampling import TenantSampler
 from tenant_trace.export.store import SQLiteSpanExporter
 from tenant_trace.redaction import Redactor
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
 from tenant_trace.server.wsgi import TenantTraceWSGIMiddleware
 from tenant_trace.setup import add_processors
+from tenant_trace.usage import UsageSpanProcessor
 
 SECRET = "benchmark-secret-of-at-least-32-bytes!!"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -55,7 +58,8 @@ METER_PROVIDER = MeterProvider([InMemoryMetricReader()])
 metrics.configure(meter_provider=METER_PROVIDER)
 # Also the global one, as in an application with metrics: what the SDK records about itself
 # (where it is switched on) goes there and is counted.
-otel_metrics.set_meter_provider(METER_PROVIDER)
+if not isinstance(otel_metrics.get_meter_provider(), MeterProvider):  # served.py has one
+    otel_metrics.set_meter_provider(METER_PROVIDER)
 
 
 class NullExporter(SpanExporter):
@@ -93,6 +97,17 @@ def tenant_trace_provider(exporter: SpanExporter) -> TracerProvider:
     the redaction net and a batch processor (`tenant_trace.setup.add_processors`)."""
     provider = TracerProvider(sampler=TenantSampler.from_env())
     add_processors(provider, [exporter], Redactor())
+    return provider
+
+
+def without(exporter: SpanExporter, *, usage: bool, redaction: bool) -> TracerProvider:
+    """`tenant_trace_provider` without usage counting or the redaction net: what each costs
+    (for the profile notes of a missed target; not a configuration to run)."""
+    provider = TracerProvider(sampler=TenantSampler.from_env())
+    provider.add_span_processor(TenantSpanProcessor())
+    if usage:
+        provider.add_span_processor(UsageSpanProcessor())
+    provider.add_span_processor(batch_processor(exporter, Redactor() if redaction else None))
     return provider
 
 
@@ -218,6 +233,14 @@ def asgi_variants(make: Exporters) -> dict[str, Variant]:
             otel,
         )
         variants[f"tenant-trace full [{kind}]"] = tt(exporter=kind)
+    for name, parts in {
+        "without the redaction net": {"usage": True, "redaction": False},
+        "without usage counting": {"usage": False, "redaction": True},
+        "without both": {"usage": False, "redaction": False},
+    }.items():
+        provider = without(make("null"), **parts)
+        app = TenantTraceASGIMiddleware(starlette_app(), tracer_provider=provider)
+        variants[f"tenant-trace full [null] {name}"] = Variant(app, header, provider)
     variants["tenant-trace JWT HS256 repeated [null]"] = tt(bearer("HS256"), **jwt_options("HS256"))
     variants["tenant-trace JWT HS256 first sight [null]"] = tt(
         first_sight("HS256"), **jwt_options("HS256")

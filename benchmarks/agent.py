@@ -23,7 +23,8 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,6 +34,7 @@ from starlette.routing import Route
 import tenant_trace
 from benchmarks.inprocess import (
     METER_PROVIDER,
+    METRIC_READER,
     Exporters,
     FloorASGI,
     NullExporter,
@@ -45,6 +47,7 @@ from benchmarks.inprocess import (
 from tenant_trace.context import Tenant, attach, detach
 from tenant_trace.export.processor import TenantSpanProcessor
 from tenant_trace.server.asgi import TenantTraceASGIMiddleware
+from tenant_trace.setup import add_processors
 from tenant_trace.usage import UsageSpanProcessor
 
 STEPS = 6  # start_trace, memory, retrieval, two LLM calls, a tool call
@@ -117,6 +120,7 @@ def hand_made_route(tracer_provider: TracerProvider) -> Any:
                 "gen_ai.request.model": "gpt-4o",
             }
             labels = {"tenant.id": "acme", **call}
+            usage = {k: v for k, v in labels.items() if k != "gen_ai.operation.name"}
             call["gen_ai.system"] = "openai"  # on the span, not the metrics
             for _ in range(2):
                 started = time.perf_counter()
@@ -127,9 +131,9 @@ def hand_made_route(tracer_provider: TracerProvider) -> Any:
                         {"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 20}
                     )
                 _llm_duration.record(time.perf_counter() - started, labels)
-                _tokens.add(100, {**labels, "gen_ai.token.type": "input"})
-                _tokens.add(20, {**labels, "gen_ai.token.type": "output"})
-                _unpriced.add(1, labels)
+                _tokens.add(100, {**usage, "gen_ai.token.type": "input"})
+                _tokens.add(20, {**usage, "gen_ai.token.type": "output"})
+                _unpriced.add(1, usage)
             with tracer.start_as_current_span(
                 "execute_tool lookup",
                 attributes={
@@ -256,9 +260,52 @@ def child_span(*, n: int = 20_000, rounds: int = 7) -> dict[str, Any]:
     }
 
 
+def twins() -> dict[str, Any]:
+    """What one agent request records with the agent API and by hand: each span's name,
+    kind and attributes, and the metric points (instrument type, attributes, value), so that
+    a test can check that the two do the same work (tests/test_benchmarks.py)."""
+    header = [(b"x-tenant-id", b"acme")]
+    recorded: dict[str, Any] = {}
+    for who in ("tenant-trace", "hand-made"):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        if who == "tenant-trace":
+            add_processors(provider, [], None)
+            trace.set_tracer_provider(provider)
+            app: Any = TenantTraceASGIMiddleware(_app(agent_route), tracer_provider=provider)
+        else:
+            app = FloorASGI(_app(hand_made_route(provider)), provider)
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        asyncio.run(asgi_requests(app, header, 1, 0, "/agent"))
+        data = METRIC_READER.get_metrics_data()
+        scopes = ("tenant_trace",) if who == "tenant-trace" else ("hand-made", "floor")
+        points = sorted(
+            (type(metric.data).__name__, sorted(point.attributes.items()), _value(point))
+            for resource in (data.resource_metrics if data else ())
+            for scope in resource.scope_metrics
+            if scope.scope.name in scopes
+            for metric in scope.metrics
+            for point in metric.data.data_points
+        )
+        spans = sorted(
+            (span.name, span.kind.name, sorted((span.attributes or {}).items()))
+            for span in memory.get_finished_spans()
+        )
+        recorded[who] = {"spans": spans, "metric_points": points}
+    return recorded
+
+
+def _value(point: Any) -> Any:
+    return point.count if hasattr(point, "count") else point.value
+
+
 def main() -> None:
     """``python -m benchmarks.agent KIND OTLP_URL N ROUNDS``: prints the agent request's
-    costs (and, with the null exporter, the child span's) as JSON."""
+    costs (and, with the null exporter, the child span's) as JSON; ``... twins``: what
+    `twins` returns."""
+    if sys.argv[1] == "twins":
+        print(json.dumps(twins()))
+        return
     kind, endpoint, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     result = {"agent_request": agent_request(Exporters(endpoint), kind, n=n, rounds=rounds)}
     if kind == "null":

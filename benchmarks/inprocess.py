@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from benchmarks.bare import flask_app, starlette_app
 from tenant_trace import metrics
@@ -54,7 +55,8 @@ EXPORTERS = ("null", "store", "otlp")
 
 #: One SDK meter provider for every variant that records metrics: tenant-trace's, the
 #: floor's histogram and OpenTelemetry's instrumentations. Recording costs alike for all.
-METER_PROVIDER = MeterProvider([InMemoryMetricReader()])
+METRIC_READER = InMemoryMetricReader()
+METER_PROVIDER = MeterProvider([METRIC_READER])
 metrics.configure(meter_provider=METER_PROVIDER)
 # Also the global one, as in an application with metrics: what the SDK records about itself
 # (where it is switched on) goes there and is counted.
@@ -153,7 +155,9 @@ class FloorASGI:
         started = time.perf_counter()
         attributes = floor_attributes(tenant, scope["method"], scope["path"])
         try:
-            with self.tracer.start_as_current_span("agent.run", attributes=attributes) as span:
+            with self.tracer.start_as_current_span(
+                "agent.run", kind=SpanKind.SERVER, attributes=attributes
+            ) as span:
                 await self.app(scope, receive, send)
                 span.set_attribute("http.response.status_code", 200)
         finally:
@@ -174,7 +178,9 @@ class FloorWSGI:
         started = time.perf_counter()
         attributes = floor_attributes(tenant, environ["REQUEST_METHOD"], environ["PATH_INFO"])
         try:
-            with self.tracer.start_as_current_span("agent.run", attributes=attributes) as span:
+            with self.tracer.start_as_current_span(
+                "agent.run", kind=SpanKind.SERVER, attributes=attributes
+            ) as span:
                 body = list(self.app(environ, start_response))
                 span.set_attribute("http.response.status_code", 200)
                 return body

@@ -29,21 +29,23 @@ class TenantSpanProcessor(SpanProcessor):
         try:
             tenant = current()
             who = identity_attributes(None if tenant is None else tenant.id)
-            if tenant is None:
-                if who:
-                    span.set_attributes(who)
+            stamp = (
+                who
+                if tenant is None
+                else {"tenant.id": tenant.id, "tenant.source": tenant.source, **who}
+            )
+            if not stamp:
                 return
-            stamp = {"tenant.id": tenant.id, "tenant.source": tenant.source, **who}
             attributes = _unlocked(span, stamp)
+            existing = (span.attributes or {}) if attributes is None else attributes
+            if tenant is not None and existing.get("tenant.id") == tenant.id:
+                stamp = who  # stamped already (the request's root span is given it)
+            if not stamp:
+                return
             if attributes is None:
-                if (span.attributes or {}).get("tenant.id") != tenant.id:
-                    span.set_attributes(stamp)
-                elif who:
-                    span.set_attributes(who)
-            elif attributes.get("tenant.id") != tenant.id:
+                span.set_attributes(stamp)
+            else:
                 attributes.update(stamp)
-            elif who:
-                attributes.update(who)
         except Exception:
             logger.debug("tenant_trace: could not stamp the tenant on a span", exc_info=True)
 

@@ -31,9 +31,11 @@ def _global_tracer(scope: str) -> trace.Tracer:
 def plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain dict of a span's or an event's attributes, to read many keys of: the SDK's
     own ``copy()`` runs in C, where ``dict()`` or ``get()`` on its mapping go key by key
-    (and raise a KeyError inside for each key that is absent)."""
+    (and raise a KeyError inside for each key that is absent). A dict is returned as it is."""
     if not attributes:
         return {}
+    if type(attributes) is dict:
+        return attributes
     copy = getattr(attributes, "copy", None)
     result = copy() if callable(copy) else None
     return result if type(result) is dict else dict(attributes)

@@ -18,7 +18,14 @@ from typing import NamedTuple
 
 from ..telemetry import plain
 
-__all__ = ["Usage", "model_of", "provider_of", "read_usage", "response_usage"]
+__all__ = [
+    "Usage",
+    "may_report_usage",
+    "model_of",
+    "provider_of",
+    "read_usage",
+    "response_usage",
+]
 
 # (input, output, cache read, cache creation, reasoning), in the order a span is read.
 _CONVENTIONS = (
@@ -72,13 +79,18 @@ def _count(attributes: Mapping[str, object], key: str) -> int:
     return 0
 
 
+def may_report_usage(attributes: Mapping[str, object] | None) -> bool:
+    """Whether the attributes hold a token count of any convention: the check every span's
+    end makes, without copying them. `isdisjoint` walks the keys in C; `in` on the SDK's
+    attributes raises a KeyError inside for each key that is absent, the common case."""
+    return attributes is not None and not _COUNT_KEYS.isdisjoint(attributes)
+
+
 def read_usage(attributes: Mapping[str, object] | None) -> Usage | None:
     """The usage a span reports, or ``None`` when it reports none (a span that is no model
     call, or a call without usage). The first convention with an input or output count wins:
     a span that carries two of them is one call, never two."""
-    # `isdisjoint` walks the keys in C; `in` on the SDK's attributes raises a KeyError for
-    # each key that is absent, the common case.
-    if not attributes or _COUNT_KEYS.isdisjoint(attributes):
+    if not may_report_usage(attributes):
         return None
     attributes = plain(attributes)
     for keys in _CONVENTIONS:

@@ -12,7 +12,7 @@ context ends it), the per-tenant metrics and, when there is one, the ledger.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -22,7 +22,7 @@ from .. import metrics
 from ..telemetry import plain
 from . import prices
 from .ledger import Ledger
-from .read import Usage, model_of, provider_of, read_usage
+from .read import Usage, may_report_usage, model_of, provider_of, read_usage
 
 __all__ = ["RunSink", "UsageSpanProcessor", "attach_run", "mark_llm_call"]
 
@@ -105,10 +105,11 @@ class UsageSpanProcessor(SpanProcessor):
         try:
             entry = _open.pop(span.context.span_id, None)
             covered = entry is not None and entry.covered
-            if not covered:
-                usage = read_usage(span.attributes)
+            if not covered and may_report_usage(span.attributes):
+                attributes = plain(span.attributes)  # one copy, for the usage and the call
+                usage = read_usage(attributes)
                 if usage is not None:
-                    self._count(span, entry, usage)
+                    self._count(span, entry, usage, attributes)
                     covered = True
             if covered and entry is not None and entry.parent is not None:
                 parent = _open.get(entry.parent)
@@ -117,8 +118,9 @@ class UsageSpanProcessor(SpanProcessor):
         except Exception:
             logger.debug("tenant_trace: could not count the usage of a span", exc_info=True)
 
-    def _count(self, span: ReadableSpan, entry: _Open | None, usage: Usage) -> None:
-        attributes = plain(span.attributes)
+    def _count(
+        self, span: ReadableSpan, entry: _Open | None, usage: Usage, attributes: dict[str, Any]
+    ) -> None:
         model = model_of(attributes)
         cost = prices.cost(usage, model, _text(attributes.get("gen_ai.response.model")))
         if entry is not None and entry.run is not None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,9 @@ class Exporters:
     """Makes a new exporter of a kind: each variant gets its own (its own store file)."""
 
     otlp_endpoint: str
-    folder: Path = Path(tempfile.mkdtemp(prefix="tenant-trace-bench-"))
+    folder: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="tenant-trace-bench-"))
+    )
 
     def __call__(self, kind: str) -> SpanExporter:
         if kind == "null":
